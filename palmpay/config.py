@@ -62,7 +62,9 @@ class Settings(BaseSettings):
         """Absolute path of a model file in :attr:`model_dir`; raises if it is missing."""
         path = Path(name) if Path(name).is_absolute() else self.model_dir / name
         if not path.is_file():
-            raise FileNotFoundError(f"model file {path} not found (PALMPAY_MODEL_DIR={self.model_dir})")
+            raise FileNotFoundError(
+                f"model file {path} not found (PALMPAY_MODEL_DIR={self.model_dir})"
+            )
         return path
 
 
