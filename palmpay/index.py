@@ -1,0 +1,180 @@
+"""Index: 1:N palm search over FAISS with a shift-tolerant competitive-code re-rank.
+
+Every enrolled sample is one row: its compact vector goes into a FAISS index (inner product on
+unit vectors = cosine), its competitive code is kept beside it. :meth:`PalmIndex.search` asks
+FAISS for a shortlist of the ``k`` nearest samples, then scores the probe's code against every
+sample of every shortlisted identity with :func:`palmpay.embed.code_scores` and ranks identities
+by their best sample. The code score (0..1, higher is more alike) is the decision score; the
+vector only narrows the search.
+
+The FAISS index is described by one factory string (``"IDMap2,Flat"``: exact search, by default)
+that :meth:`PalmIndex.save` writes beside the index, so :meth:`PalmIndex.load` rebuilds the same
+structure. Approximate indexes lose recall on noisy probes: measure recall against ``Flat`` before
+changing it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from palmpay.embed import DEFAULT_MAX_SHIFT, code_scores
+
+__all__ = ["DEFAULT_FACTORY", "Match", "PalmIndex", "UnknownIdentityError"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FACTORY = "IDMap2,Flat"
+_META = "index.json"
+_FAISS = "index.faiss"
+_CODES = "codes.npy"
+
+
+class UnknownIdentityError(KeyError):
+    """The identity is not enrolled in this index."""
+
+
+@dataclass(frozen=True)
+class Match:
+    """One ranked candidate: ``score`` is the code score (0..1), ``vector_score`` the cosine."""
+
+    identity: str
+    score: float
+    vector_score: float
+
+
+class PalmIndex:
+    """Enrolled palms: add/remove by identity, search top-k, save/load.
+
+    ``dim``, ``code_bytes`` and ``max_shift`` must match the embedder (``PalmEmbedder.dim``,
+    ``.code_bytes``, ``.max_shift``: the shift search range the threshold was calibrated with).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        code_bytes: int,
+        factory: str = DEFAULT_FACTORY,
+        max_shift: int = DEFAULT_MAX_SHIFT,
+    ) -> None:
+        self.dim = dim
+        self.code_bytes = code_bytes
+        self.factory = factory
+        self.max_shift = max_shift
+        self._faiss = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+        self._next_id = 0
+        self._identity_of: dict[int, str] = {}
+        self._codes: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        """Number of enrolled samples (not identities)."""
+        return len(self._identity_of)
+
+    @property
+    def identities(self) -> list[str]:
+        """Enrolled identities, sorted."""
+        return sorted(set(self._identity_of.values()))
+
+    def add(self, identity: str, vectors: np.ndarray, codes: np.ndarray) -> None:
+        """Enroll ``len(vectors)`` samples of ``identity`` (more samples make matching steadier)."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        codes = np.ascontiguousarray(codes, dtype=np.uint8).reshape(-1, self.code_bytes)
+        if len(vectors) != len(codes) or len(vectors) == 0:
+            raise ValueError(f"{identity}: need matching, non-empty vectors and codes")
+        ids = np.arange(self._next_id, self._next_id + len(vectors), dtype=np.int64)
+        self._next_id += len(vectors)
+        if not self._faiss.is_trained:
+            raise RuntimeError(f"FAISS index {self.factory!r} needs training before add")
+        self._faiss.add_with_ids(vectors, ids)
+        for row, sample_id in enumerate(ids.tolist()):
+            self._identity_of[sample_id] = identity
+            self._codes[sample_id] = codes[row]
+        log.debug("enrolled %s with %d samples", identity, len(ids))
+
+    def remove(self, identity: str) -> int:
+        """Remove every sample of ``identity``; returns how many were removed."""
+        ids = [i for i, who in self._identity_of.items() if who == identity]
+        if not ids:
+            raise UnknownIdentityError(identity)
+        self._faiss.remove_ids(np.asarray(ids, dtype=np.int64))
+        for sample_id in ids:
+            del self._identity_of[sample_id]
+            del self._codes[sample_id]
+        return len(ids)
+
+    def search(self, vector: np.ndarray, code: np.ndarray, k: int = 50) -> list[Match]:
+        """Rank enrolled identities for one probe, best first.
+
+        ``k`` is the FAISS shortlist size in samples: larger is slower but less likely to miss the
+        right palm when the compact vector is noisy. Every sample of a shortlisted identity is then
+        re-scored with the shift-tolerant code matcher.
+        """
+        if len(self) == 0:
+            return []
+        query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, self.dim)
+        cosines, ids = self._faiss.search(query, min(k, len(self)))
+        best_cosine: dict[str, float] = {}
+        for cosine, sample_id in zip(cosines[0].tolist(), ids[0].tolist(), strict=True):
+            if sample_id < 0:
+                continue
+            who = self._identity_of[sample_id]
+            best_cosine[who] = max(best_cosine.get(who, -1.0), cosine)
+        rows = [i for i, who in self._identity_of.items() if who in best_cosine]
+        gallery = np.stack([self._codes[i] for i in rows])
+        probe = np.asarray(code, dtype=np.uint8).reshape(1, -1)
+        scores = code_scores(probe, gallery, max_shift=self.max_shift)[0]
+        best: dict[str, float] = {}
+        for sample_id, score in zip(rows, scores.tolist(), strict=True):
+            who = self._identity_of[sample_id]
+            best[who] = max(best.get(who, 0.0), score)
+        ranked = sorted(best, key=lambda who: best[who], reverse=True)
+        return [Match(who, best[who], best_cosine[who]) for who in ranked]
+
+    def codes_of(self, identities: list[str]) -> tuple[list[str], np.ndarray]:
+        """Every enrolled sample's (identity, code) for ``identities``, for fused re-scoring."""
+        wanted = set(identities)
+        rows = [i for i, who in self._identity_of.items() if who in wanted]
+        codes = np.stack([self._codes[i] for i in rows]) if rows else np.zeros(
+            (0, self.code_bytes), np.uint8)
+        return [self._identity_of[i] for i in rows], codes
+
+    def save(self, folder: str | Path) -> None:
+        """Write the FAISS index, its factory string, the sample→identity map and the codes."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        faiss.write_index(self._faiss, str(folder / _FAISS))
+        ids = sorted(self._identity_of)
+        codes = np.stack([self._codes[i] for i in ids]) if ids else np.zeros(
+            (0, self.code_bytes), np.uint8)
+        np.save(folder / _CODES, codes)
+        meta = {
+            "factory": self.factory,
+            "dim": self.dim,
+            "code_bytes": self.code_bytes,
+            "max_shift": self.max_shift,
+            "next_id": self._next_id,
+            "samples": [[i, self._identity_of[i]] for i in ids],
+        }
+        (folder / _META).write_text(json.dumps(meta))
+
+    @classmethod
+    def load(cls, folder: str | Path) -> PalmIndex:
+        """Read an index written by :meth:`save`."""
+        folder = Path(folder)
+        meta = json.loads((folder / _META).read_text())
+        index = cls(meta["dim"], meta["code_bytes"], meta["factory"], meta["max_shift"])
+        index._faiss = faiss.read_index(str(folder / _FAISS))
+        index._next_id = meta["next_id"]
+        codes = np.load(folder / _CODES)
+        for row, (sample_id, who) in enumerate(meta["samples"]):
+            index._identity_of[int(sample_id)] = who
+            index._codes[int(sample_id)] = codes[row]
+        if index._faiss.ntotal != len(index._identity_of):
+            raise ValueError(f"{folder}: FAISS holds {index._faiss.ntotal} rows, map holds "
+                             f"{len(index._identity_of)}")
+        return index
