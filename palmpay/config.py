@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     hand_landmarker: str = "hand_landmark_full.onnx"
     detection_score: float = Field(0.5, description="Palm detector score to accept a hand.")
     presence_score: float = Field(0.5, description="Landmark model hand-presence score.")
+    min_palm_pixels: float = Field(
+        40.0,
+        description="Palm width (index-to-pinky finger base, frame px) below which roi "
+        "reports palm_too_small.",
+    )
 
     # Embedding model (models/build_compcode.py) and its calibration.
     embedder: str = "compcode.onnx"
