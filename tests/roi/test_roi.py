@@ -97,8 +97,9 @@ def test_hand_landmarker_io_read_from_session(name: str) -> None:
 
 
 def test_missing_model_is_a_named_error(tmp_path) -> None:
-    with pytest.raises(FileNotFoundError, match="palm_detection_lite.onnx"):
-        PalmDetector(Settings(model_dir=tmp_path))
+    settings = Settings(model_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match=settings.palm_detector):
+        PalmDetector(settings)
 
 
 # --- decoding helpers ---------------------------------------------------------------------------

@@ -1,0 +1,148 @@
+"""``palmpay`` command line: evaluate, replay recorded video, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+log = logging.getLogger(__name__)
+
+SEEDS_DIR = Path(__file__).resolve().parent.parent / "seeds"
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from palmpay.evaluate import evaluate, plot_det
+
+    scores = evaluate(args.dataset, roi=args.roi, protocol=args.protocol,
+                      workers=args.workers, progress=not args.no_progress)
+    report = scores.report
+    if args.plot:
+        plot_det(scores, args.plot, f"{Path(args.dataset).name} ({args.protocol}, roi {args.roi})")
+    if args.json:
+        print(json.dumps(report.as_dict()))
+        return 0
+    rows = [
+        ("palms", f"{report.palms}"),
+        ("images", f"{report.images}"),
+        ("failed ROI", f"{report.failed}"),
+        ("genuine pairs", f"{report.genuine_pairs:,}"),
+        ("impostor pairs", f"{report.impostor_pairs:,}"),
+        ("EER", f"{report.eer:.4%}"),
+        ("FRR @ FAR 1e-3", f"{report.frr_at_far_1e3:.4%}"),
+        ("FRR @ FAR 1e-4", f"{report.frr_at_far_1e4:.4%}"),
+        ("rank-1", f"{report.rank1:.4%}"),
+        ("seconds / image", f"{report.seconds_per_image:.4f} (ROI + embedding)"),
+        ("matching seconds", f"{scores.match_seconds:.1f} (all pairs)"),
+    ]
+    for name, value in rows:
+        print(f"{name:>17}: {value}")
+    return 0
+
+
+def _presentation_line(p) -> str:
+    span = f"frames {p.first_frame}-{p.last_frame}"
+    if p.decision == "match":
+        return f"presentation {p.presentation} ({span}): MATCH {p.identity} score {p.score:.3f}"
+    if p.decision == "unknown":
+        return f"presentation {p.presentation} ({span}): UNKNOWN best score {p.score:.3f}"
+    return f"presentation {p.presentation} ({span}): NO PALM (no good frame)"
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from palmpay.capture import open_source
+    from palmpay.recognizer import Presentation, Recognizer
+
+    recognizer = Recognizer()
+    for report in recognizer.enroll_folder(args.gallery):
+        log.info("enrolled %s: %d samples, %d rejected", report.identity, report.used,
+                 len(report.rejected))
+    if not recognizer.index.identities:
+        raise SystemExit(f"palmpay replay: no palm in {args.gallery} could be enrolled")
+    with open_source(args.source) as source:
+        for item in recognizer.replay(source):
+            if isinstance(item, Presentation):
+                print(json.dumps(item.as_dict()) if args.json else _presentation_line(item),
+                      flush=True)
+            elif not args.json and not args.decisions_only:
+                q = item.quality
+                quality = (f"sharp {q.sharpness:6.1f} bright {q.brightness:5.1f} "
+                           f"palm {q.palm_fraction:.2f} {','.join(q.problems) or 'ok'}"
+                           if q else "-")
+                best = f"{item.best.identity} {item.best.score:.3f}" if item.best else "-"
+                print(f"  frame {item.index:4d} t={item.timestamp:6.2f}s roi={item.roi_status:<15}"
+                      f" {quality} best={best}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    gallery = SEEDS_DIR / "gallery"
+    video = SEEDS_DIR / "checkout.mp4"
+    print(f"PalmPay demo: enrolling {gallery}, replaying {video}")
+    replay = argparse.Namespace(source=str(video), gallery=str(gallery), json=False,
+                                decisions_only=not args.frames)
+    return _cmd_replay(replay)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="palmpay", description="Open-source pay-by-palm on a commodity RGB camera.")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more logging on stderr (-v info, -vv debug)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "eval", help="biometric accuracy over a <palm-id>/<sample> image folder",
+        description="Score every image-vs-image pair of a dataset folder and print EER, FRR at "
+                    "fixed FAR, rank-1 and speed. Images whose ROI fails count as 'failed'.")
+    p.add_argument("dataset", help="folder of <palm-id>/<sample>.<ext> images")
+    p.add_argument("--roi", choices=["detect", "given"], default="detect",
+                   help="detect: find the palm in full-hand photos (default); given: images "
+                        "already are palm ROIs (resized to 128x128 grey)")
+    p.add_argument("--protocol", choices=["all-pairs", "sessions"], default="all-pairs",
+                   help="all-pairs: every pair of images (default); sessions: s2_* images "
+                        "probe s1_* images")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--plot", metavar="DET.png", help="save the DET curve to this PNG")
+    p.add_argument("--workers", type=int, default=None, help="threads (default: all cores)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser(
+        "replay", help="enroll a gallery, then run the live path over recorded frames",
+        description="Enroll every palm folder of GALLERY (full-hand photos or frames), then run "
+                    "the live path over SOURCE: per presentation (consecutive frames with a "
+                    "hand) one decision — match, unknown or no palm.")
+    p.add_argument("source", help="video file, frame folder, image, or webcam index (0)")
+    p.add_argument("--gallery", required=True, help="folder of <identity>/<image> to enroll")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per presentation per line")
+    p.add_argument("--decisions-only", action="store_true",
+                   help="print only the presentation decisions, not every frame's quality, ROI "
+                        "status and best match")
+    p.set_defaults(func=_cmd_replay)
+
+    p = sub.add_parser("demo", help="replay the seed checkout video against the seed customers")
+    p.add_argument("--frames", action="store_true", help="also print every frame")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``palmpay`` console script."""
+    args = build_parser().parse_args(argv)
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (OSError, ValueError, RuntimeError) as err:
+        print(f"palmpay {args.command}: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

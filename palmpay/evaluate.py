@@ -1,0 +1,216 @@
+"""Offline evaluation of the recognition pipeline over a dataset folder (``palmpay eval``).
+
+Every image goes through the same stages as the live path (ROI detected from a full-hand photo,
+or ``given`` when the images already are palm ROIs), then every image-vs-image pair is scored with
+the code matcher — no sampling. Protocols:
+
+- ``all-pairs``: every pair of distinct images; rank-1 is leave-one-out.
+- ``sessions``: session-2 images (``s2_*``) probe session-1 images (``s1_*``), the standard
+  enroll-then-probe-months-later protocol.
+
+Images whose ROI fails are counted in ``failed`` and left out of the pairs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from palmpay import metrics
+from palmpay.capture import read_image
+from palmpay.config import Settings, get_settings
+from palmpay.dataset import DatasetError, Sample, scan
+from palmpay.embed import PalmEmbedder, code_scores
+
+__all__ = ["EvalReport", "EvalScores", "PROTOCOLS", "ROI_MODES", "evaluate", "plot_det"]
+
+log = logging.getLogger(__name__)
+
+PROTOCOLS = ("all-pairs", "sessions")
+ROI_MODES = ("detect", "given")
+_ROI_SIZE = 128
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    """The numbers ``palmpay eval`` prints; rates are fractions."""
+
+    palms: int
+    images: int
+    failed: int
+    genuine_pairs: int
+    impostor_pairs: int
+    eer: float
+    frr_at_far_1e3: float
+    frr_at_far_1e4: float
+    rank1: float
+    seconds_per_image: float
+
+    def as_dict(self) -> dict[str, float | int]:
+        """The exact JSON shape of ``palmpay eval --json``."""
+        return {
+            "palms": self.palms,
+            "images": self.images,
+            "failed": self.failed,
+            "genuine_pairs": self.genuine_pairs,
+            "impostor_pairs": self.impostor_pairs,
+            "eer": self.eer,
+            "frr_at_far_1e-3": self.frr_at_far_1e3,
+            "frr_at_far_1e-4": self.frr_at_far_1e4,
+            "rank1": self.rank1,
+            "seconds_per_image": self.seconds_per_image,
+        }
+
+
+@dataclass(frozen=True)
+class EvalScores:
+    """The report plus the raw scores it came from (for DET plots and calibration)."""
+
+    report: EvalReport
+    negatives: np.ndarray
+    positives: np.ndarray
+    match_seconds: float
+
+
+def _given_roi(path: Path) -> np.ndarray:
+    gray = cv2.cvtColor(read_image(path), cv2.COLOR_BGR2GRAY)
+    if gray.shape != (_ROI_SIZE, _ROI_SIZE):
+        gray = cv2.resize(gray, (_ROI_SIZE, _ROI_SIZE), interpolation=cv2.INTER_AREA)
+    return gray
+
+
+def _roi_function(mode: str, settings: Settings) -> Callable[[Path], np.ndarray | None]:
+    if mode == "given":
+        return _given_roi
+    from palmpay.roi import PalmRoiExtractor
+
+    local = threading.local()
+
+    def detect(path: Path) -> np.ndarray | None:
+        if not hasattr(local, "extractor"):
+            local.extractor = PalmRoiExtractor(settings)
+        result = local.extractor.extract(read_image(path))
+        if not result.ok:
+            log.info("%s: %s", path, result.reason)
+        return result.roi if result.ok else None
+
+    return detect
+
+
+def evaluate(
+    root: str | Path,
+    roi: str = "detect",
+    protocol: str = "all-pairs",
+    workers: int | None = None,
+    progress: bool = True,
+    settings: Settings | None = None,
+) -> EvalScores:
+    """Evaluate the pipeline on ``root`` (``<palm-id>/<sample>.<ext>``).
+
+    ``roi`` is ``detect`` (find the palm in full-hand photos) or ``given`` (images are ROIs);
+    ``workers`` threads (default: all cores) run ROI extraction and embedding.
+    """
+    if roi not in ROI_MODES:
+        raise ValueError(f"roi must be one of {ROI_MODES}, not {roi!r}")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
+    settings = settings or get_settings()
+    samples = scan(root)
+    if protocol == "sessions":
+        samples = [s for s in samples if s.session in (1, 2)]
+        if not samples:
+            raise DatasetError(f"{root}: sessions protocol needs files named s1_* and s2_*")
+    workers = workers or os.cpu_count() or 1
+    embedder = PalmEmbedder(settings)
+    extract = _roi_function(roi, settings)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        rois = list(tqdm(pool.map(extract, (s.path for s in samples)), total=len(samples),
+                         desc=f"roi ({roi})", unit="img", disable=not progress))
+        kept = [(s, r) for s, r in zip(samples, rois, strict=True) if r is not None]
+        if not kept:
+            raise DatasetError(f"{root}: no image gave a palm ROI")
+        batches = [kept[i:i + 64] for i in range(0, len(kept), 64)]
+        parts = list(tqdm(pool.map(lambda b: embedder.embed_many([r for _, r in b]), batches),
+                          total=len(batches), desc="embed", unit="batch", disable=not progress))
+    codes = np.concatenate([c for _, c in parts])
+    extract_seconds = time.perf_counter() - start
+    kept_samples = [s for s, _ in kept]
+
+    start = time.perf_counter()
+    negatives, positives, rank1 = _score(kept_samples, codes, protocol, embedder.max_shift)
+    match_seconds = time.perf_counter() - start
+
+    report = EvalReport(
+        palms=len({s.palm for s in samples}),
+        images=len(samples),
+        failed=len(samples) - len(kept),
+        genuine_pairs=int(positives.size),
+        impostor_pairs=int(negatives.size),
+        eer=float(metrics.eer(negatives, positives)),
+        frr_at_far_1e3=float(metrics.frr_at_far(negatives, positives, 1e-3)),
+        frr_at_far_1e4=float(metrics.frr_at_far(negatives, positives, 1e-4)),
+        rank1=rank1,
+        seconds_per_image=extract_seconds / len(samples),
+    )
+    return EvalScores(report, negatives, positives, match_seconds)
+
+
+def _score(samples: list[Sample], codes: np.ndarray, protocol: str, max_shift: int):
+    labels = np.asarray([s.palm for s in samples])
+    if protocol == "sessions":
+        probe = np.asarray([s.session == 2 for s in samples])
+        gallery = np.asarray([s.session == 1 for s in samples])
+        if not probe.any() or not gallery.any():
+            raise DatasetError("sessions protocol needs both s1_* and s2_* images")
+        scores = code_scores(codes[probe], codes[gallery], max_shift=max_shift)
+        same = labels[probe][:, None] == labels[gallery][None, :]
+        positives, negatives = scores[same], scores[~same]
+        probe_labels, gallery_labels = labels[probe], labels[gallery]
+        closed = np.isin(probe_labels, gallery_labels)
+        rank1 = metrics.rank1(scores[closed], probe_labels[closed], gallery_labels)
+    else:
+        scores = code_scores(codes, codes, max_shift=max_shift)
+        upper = np.triu(np.ones(scores.shape, dtype=bool), k=1)
+        same = labels[:, None] == labels[None, :]
+        positives, negatives = scores[upper & same], scores[upper & ~same]
+        loo = scores.copy()
+        np.fill_diagonal(loo, -np.inf)
+        has_mate = same.sum(axis=1) > 1
+        rank1 = metrics.rank1(loo[has_mate], labels[has_mate], labels)
+    return negatives.astype(np.float32), positives.astype(np.float32), float(rank1)
+
+
+def plot_det(scores: EvalScores, path: str | Path, title: str) -> None:
+    """Save a DET curve (FRR vs FAR, log axes) with the EER point to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    far, frr = metrics.det(scores.negatives, scores.positives)
+    floor = 1.0 / max(scores.negatives.size, 1)
+    fig, ax = plt.subplots(figsize=(5.5, 4.5), dpi=120)
+    ax.plot(np.maximum(far, floor), np.maximum(frr, floor), lw=1.6)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("false accept rate")
+    ax.set_ylabel("false reject rate")
+    ax.grid(True, which="both", alpha=0.3)
+    report = scores.report
+    ax.set_title(f"{title}\nEER {report.eer:.3%}, FRR@FAR1e-4 {report.frr_at_far_1e4:.3%}",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
