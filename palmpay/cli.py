@@ -36,6 +36,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         ("FRR @ FAR 1e-3", f"{report.frr_at_far_1e3:.4%}"),
         ("FRR @ FAR 1e-4", f"{report.frr_at_far_1e4:.4%}"),
         ("rank-1", f"{report.rank1:.4%}"),
+        ("at threshold", "{:.4f}: FAR {:.2e}, FRR {:.4%} (the live operating point)".format(
+            scores.threshold, *scores.at_threshold) if scores.threshold is not None else "-"),
         ("seconds / image", f"{report.seconds_per_image:.4f} (ROI + embedding)"),
         ("matching seconds", f"{scores.match_seconds:.1f} (all pairs)"),
     ]

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -80,6 +80,14 @@ class EvalScores:
     negatives: np.ndarray
     positives: np.ndarray
     match_seconds: float
+    threshold: float | None
+
+    @property
+    def at_threshold(self) -> tuple[float, float]:
+        """(FAR, FRR) at the model's calibrated threshold: the live operating point."""
+        if self.threshold is None:
+            raise ValueError("the model has no calibrated threshold (models/compcode.json)")
+        return metrics.far_frr(self.negatives, self.positives, self.threshold)
 
 
 def _given_roi(path: Path) -> np.ndarray:
@@ -114,11 +122,14 @@ def evaluate(
     workers: int | None = None,
     progress: bool = True,
     settings: Settings | None = None,
+    embedder: PalmEmbedder | None = None,
+    aliases: dict[str, str] | None = None,
 ) -> EvalScores:
     """Evaluate the pipeline on ``root`` (``<palm-id>/<sample>.<ext>``).
 
     ``roi`` is ``detect`` (find the palm in full-hand photos) or ``given`` (images are ROIs);
-    ``workers`` threads (default: all cores) run ROI extraction and embedding.
+    ``workers`` threads (default: all cores) run ROI extraction and embedding. ``aliases`` maps
+    palm folders known to hold the same palm as another (label noise) to that one.
     """
     if roi not in ROI_MODES:
         raise ValueError(f"roi must be one of {ROI_MODES}, not {roi!r}")
@@ -126,12 +137,14 @@ def evaluate(
         raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
     settings = settings or get_settings()
     samples = scan(root)
+    if aliases:
+        samples = [replace(s, palm=aliases.get(s.palm, s.palm)) for s in samples]
     if protocol == "sessions":
         samples = [s for s in samples if s.session in (1, 2)]
         if not samples:
             raise DatasetError(f"{root}: sessions protocol needs files named s1_* and s2_*")
     workers = workers or os.cpu_count() or 1
-    embedder = PalmEmbedder(settings)
+    embedder = embedder or PalmEmbedder(settings)
     extract = _roi_function(roi, settings)
 
     start = time.perf_counter()
@@ -164,7 +177,8 @@ def evaluate(
         rank1=rank1,
         seconds_per_image=extract_seconds / len(samples),
     )
-    return EvalScores(report, negatives, positives, match_seconds)
+    threshold = embedder.meta.get("threshold")
+    return EvalScores(report, negatives, positives, match_seconds, threshold)
 
 
 def _score(samples: list[Sample], codes: np.ndarray, protocol: str, max_shift: int):
@@ -193,18 +207,29 @@ def _score(samples: list[Sample], codes: np.ndarray, protocol: str, max_shift: i
 
 
 def plot_det(scores: EvalScores, path: str | Path, title: str) -> None:
-    """Save a DET curve (FRR vs FAR, log axes) with the EER point to ``path``."""
+    """Save a DET curve (FRR vs FAR, log axes) to ``path``, marking the operating point of the
+    model's calibrated threshold."""
+    threshold = scores.threshold
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     far, frr = metrics.det(scores.negatives, scores.positives)
-    floor = 1.0 / max(scores.negatives.size, 1)
+    shown = (far > 0) & (frr > 0)  # a log axis has no zero; the axes stop at one error
     fig, ax = plt.subplots(figsize=(5.5, 4.5), dpi=120)
-    ax.plot(np.maximum(far, floor), np.maximum(frr, floor), lw=1.6)
+    ax.plot(far[shown], frr[shown], lw=1.6, label="DET")
+    if scores.threshold is not None:
+        threshold = scores.threshold
+        op_far, op_frr = scores.at_threshold
+        point = (max(op_far, 0.5 / scores.negatives.size), max(op_frr, 0.5 / scores.positives.size))
+        ax.plot(*point, "o",
+                label=f"model threshold {threshold:.3f}: FAR {op_far:.1e}, FRR {op_frr:.2%}")
+        ax.legend(fontsize=7, loc="upper right")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_xlim(0.5 / scores.negatives.size, 1)
+    ax.set_ylim(0.5 / scores.positives.size, 1)
     ax.set_xlabel("false accept rate")
     ax.set_ylabel("false reject rate")
     ax.grid(True, which="both", alpha=0.3)

@@ -90,7 +90,9 @@ MAX_TILT_DEG = 50.0
 PALM_RATIO_RANGE = (0.35, 1.1)  # COEP (flat palms): 5th-95th percentile 0.60-0.70
 MIN_CURLED_FINGERS = 2
 # ROI geometry, in units of the index-to-pinky MCP distance ("palm width").
-ROI_SIDE = 1.15
+# Side 1.0 keeps the square inside the palm: at 1.15 it took in the palm contour, which every
+# palm shares, and coep-dev impostor scores rose (FAR at a fixed threshold x10).
+ROI_SIDE = 1.0
 ROI_CENTRE_BELOW_MCP = 0.65  # centre of the square below the MCP line, towards the wrist
 ROI_CENTRE_TO_INDEX = 0.08  # and shifted from the MCP midpoint towards the index (thumb) side
 ROI_SIZE = 128

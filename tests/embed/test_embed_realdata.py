@@ -1,55 +1,49 @@
-"""Real-data check: Tongji sessions protocol (s2 vs s1, all image pairs) with compcode.onnx."""
+"""Real-data checks of the recognition pipeline through ``palmpay eval``'s own code path."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
+import cv2
 import numpy as np
 import pytest
 
-from palmpay import metrics
-from palmpay.config import Settings
-from palmpay.embed import PalmEmbedder, code_scores
+from palmpay.dataset import scan
+from palmpay.embed import PalmEmbedder
+from palmpay.evaluate import evaluate
+from tests.conftest import shared_dataset
 
-REPO = Path(__file__).resolve().parents[2]
-DATA = Path(__file__).parents[2].parent / "shared" / "data" / "tongji-dev"
+pytestmark = pytest.mark.slow
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not DATA.is_dir(), reason=f"real dataset {DATA} is absent"),
-]
+SAME_PALM_COEP = {"153": "077", "157": "155"}  # label noise, see models/calibrate.py
 
 
-def _load_sessions():
-    spec = importlib.util.spec_from_file_location("calibrate", REPO / "models" / "calibrate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.load_sessions(DATA)
+def test_tongji_sessions_eer_and_threshold() -> None:
+    result = evaluate(shared_dataset("tongji-dev"), roi="given", protocol="sessions",
+                      progress=False)
+    report = result.report
+    assert (report.genuine_pairs, report.impostor_pairs) == (30_000, 8_970_000)
+    assert report.eer <= 0.003
+    far, frr = result.at_threshold
+    assert far <= PalmEmbedder().meta["far"]
+    assert frr <= 0.01
 
 
-@pytest.fixture(scope="module")
-def tongji():
-    embedder = PalmEmbedder(Settings(intra_op_threads=0), path=REPO / "models" / "compcode.onnx")
-    gallery, gallery_labels, probes, probe_labels = _load_sessions()
-    gv, gc = embedder.embed_many(gallery)
-    pv, pc = embedder.embed_many(probes)
-    return embedder, gv, gc, gallery_labels, pv, pc, probe_labels
+def test_coep_detected_rois_threshold_holds() -> None:
+    result = evaluate(shared_dataset("coep-dev"), roi="detect", progress=False,
+                      aliases=SAME_PALM_COEP)
+    assert result.report.failed <= 0.02 * result.report.images
+    far, frr = result.at_threshold
+    assert far <= PalmEmbedder().meta["far"]
+    assert frr <= 0.01
 
 
-def test_sessions_code_eer(tongji) -> None:
-    embedder, _, gc, gl, _, pc, pl = tongji
-    scores = code_scores(pc, gc, embedder.max_shift)
-    mated = pl[:, None] == gl[None, :]
-    assert mated.sum() == 30_000 and (~mated).sum() == 8_970_000
-    assert metrics.eer(scores[~mated], scores[mated]) <= 0.003
-    far, _ = metrics.far_frr(scores[~mated], scores[mated], embedder.threshold)
-    assert far <= embedder.meta["far"]
-
-
-def test_vector_shortlist_recall(tongji) -> None:
-    _, gv, _, gl, pv, _, pl = tongji
-    sims = pv @ gv.T
+def test_vector_shortlist_recall() -> None:
+    samples = [s for s in scan(shared_dataset("tongji-dev")) if s.session in (1, 2)]
+    embedder = PalmEmbedder()
+    rois = [cv2.imread(str(s.path), cv2.IMREAD_GRAYSCALE) for s in samples]
+    vectors, _ = embedder.embed_many(rois)
+    labels = np.asarray([s.palm for s in samples])
+    probe = np.asarray([s.session == 2 for s in samples])
+    sims = vectors[probe] @ vectors[~probe].T
     top = np.argsort(-sims, axis=1)[:, :50]
-    recall = np.mean((gl[top] == pl[:, None]).any(axis=1))
+    recall = np.mean((labels[~probe][top] == labels[probe][:, None]).any(axis=1))
     assert recall >= 0.99
