@@ -69,6 +69,7 @@ class PalmIndex:
         self._faiss = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
         self._next_id = 0
         self._identity_of: dict[int, str] = {}
+        self._samples_of: dict[str, list[int]] = {}
         self._codes: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -78,7 +79,7 @@ class PalmIndex:
     @property
     def identities(self) -> list[str]:
         """Enrolled identities, sorted."""
-        return sorted(set(self._identity_of.values()))
+        return sorted(self._samples_of)
 
     def add(self, identity: str, vectors: np.ndarray, codes: np.ndarray) -> None:
         """Enroll ``len(vectors)`` samples of ``identity`` (more samples make matching steadier)."""
@@ -94,11 +95,12 @@ class PalmIndex:
         for row, sample_id in enumerate(ids.tolist()):
             self._identity_of[sample_id] = identity
             self._codes[sample_id] = codes[row]
+        self._samples_of.setdefault(identity, []).extend(ids.tolist())
         log.debug("enrolled %s with %d samples", identity, len(ids))
 
     def remove(self, identity: str) -> int:
         """Remove every sample of ``identity``; returns how many were removed."""
-        ids = [i for i, who in self._identity_of.items() if who == identity]
+        ids = self._samples_of.pop(identity, None)
         if not ids:
             raise UnknownIdentityError(identity)
         self._faiss.remove_ids(np.asarray(ids, dtype=np.int64))
@@ -124,7 +126,7 @@ class PalmIndex:
                 continue
             who = self._identity_of[sample_id]
             best_cosine[who] = max(best_cosine.get(who, -1.0), cosine)
-        rows = [i for i, who in self._identity_of.items() if who in best_cosine]
+        rows = [i for who in best_cosine for i in self._samples_of[who]]
         gallery = np.stack([self._codes[i] for i in rows])
         probe = np.asarray(code, dtype=np.uint8).reshape(1, -1)
         scores = code_scores(probe, gallery, max_shift=self.max_shift)[0]
@@ -137,8 +139,7 @@ class PalmIndex:
 
     def codes_of(self, identities: list[str]) -> tuple[list[str], np.ndarray]:
         """Every enrolled sample's (identity, code) for ``identities``, for fused re-scoring."""
-        wanted = set(identities)
-        rows = [i for i, who in self._identity_of.items() if who in wanted]
+        rows = [i for who in identities for i in self._samples_of.get(who, ())]
         codes = np.stack([self._codes[i] for i in rows]) if rows else np.zeros(
             (0, self.code_bytes), np.uint8)
         return [self._identity_of[i] for i in rows], codes
@@ -173,6 +174,7 @@ class PalmIndex:
         codes = np.load(folder / _CODES)
         for row, (sample_id, who) in enumerate(meta["samples"]):
             index._identity_of[int(sample_id)] = who
+            index._samples_of.setdefault(who, []).append(int(sample_id))
             index._codes[int(sample_id)] = codes[row]
         if index._faiss.ntotal != len(index._identity_of):
             raise ValueError(f"{folder}: FAISS holds {index._faiss.ntotal} rows, map holds "

@@ -157,3 +157,16 @@ def test_rebuild_reproduces_committed_model() -> None:
     spec.loader.exec_module(module)
     data = module.build_model().SerializeToString(deterministic=True)
     assert data == MODEL.read_bytes(), "rerun: python models/build_compcode.py"
+
+
+def test_popcount_and_blas_paths_agree() -> None:
+    from palmpay.embed import POPCOUNT_MAX_PROBES
+
+    rng = np.random.default_rng(3)
+    gallery = rng.integers(0, 256, size=(40, 768), dtype=np.uint8)
+    probes = rng.integers(0, 256, size=(POPCOUNT_MAX_PROBES + 2, 768), dtype=np.uint8)
+    probes[1] = gallery[5]
+    blas = code_scores(probes, gallery)  # more probes than the popcount path takes
+    one_by_one = np.vstack([code_scores(p, gallery) for p in probes])
+    np.testing.assert_array_equal(blas, one_by_one)
+    assert one_by_one[1, 5] == 1.0
