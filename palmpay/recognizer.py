@@ -69,7 +69,10 @@ class FrameResult:
 
 @dataclass(frozen=True)
 class Presentation:
-    """One decision: ``match`` (identity + score), ``unknown`` (best score) or ``no_palm``."""
+    """One decision: ``match`` (identity + score), ``unknown`` (best score) or ``no_palm``.
+
+    ``good_frames`` are the indices of the frames that were fused (what a terminal would send).
+    """
 
     presentation: int
     first_frame: int
@@ -77,7 +80,7 @@ class Presentation:
     decision: str
     identity: str | None
     score: float | None
-    good_frames: int
+    good_frames: tuple[int, ...]
 
     def as_dict(self) -> dict[str, object]:
         """The JSON shape of ``palmpay replay --json``."""
@@ -207,6 +210,7 @@ class Recognizer:
                 state.last_frame, state.misses = frame.index, 0
                 if result_good and len(state.templates) < self.settings.presentation_frames:
                     state.templates.append((vector, code))
+                    state.good_frames.append(frame.index)
             elif state is not None:
                 state.misses += 1
                 if state.misses >= self.settings.presentation_gap:
@@ -218,12 +222,12 @@ class Recognizer:
     def _decide(self, state: _Open) -> Presentation:
         if not state.templates:
             return Presentation(state.number, state.first_frame, state.last_frame, "no_palm",
-                                None, None, 0)
+                                None, None, ())
         identity, score = self.identify(state.templates)
         decision = "match" if identity is not None and score >= self.threshold else "unknown"
         return Presentation(state.number, state.first_frame, state.last_frame, decision,
                             identity if decision == "match" else None, score,
-                            len(state.templates))
+                            tuple(state.good_frames))
 
 
 @dataclass
@@ -233,3 +237,4 @@ class _Open:
     last_frame: int = -1
     misses: int = 0
     templates: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    good_frames: list[int] = field(default_factory=list)
