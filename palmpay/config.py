@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "get_settings", "REPO_MODELS_DIR"]
@@ -65,6 +65,95 @@ class Settings(BaseSettings):
     presentation_gap: int = Field(
         5, ge=1, description="Frames without a good palm that end a presentation."
     )
+
+    # Storage (palmpay/db.py). Relative paths are relative to the working directory.
+    data_dir: Path = Field(
+        Path("data"),
+        description="Folder for local state: the default SQLite database and, in dev mode, "
+        "the auto-created keyring.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL. None: sqlite:///<data_dir>/palmpay.db. PostgreSQL: "
+        "postgresql+psycopg://user@host/db (a plain postgresql:// URL is mapped to psycopg 3).",
+    )
+
+    # Card vault keys (palmpay/payments/keys.py). There is deliberately no default secret.
+    keyring_file: Path | None = Field(
+        None,
+        description="JSON keyring file (KEKs + fingerprint key), mode 0600. The only form "
+        "`palmpay keys rotate` can rotate.",
+    )
+    keyring: SecretStr | None = Field(
+        None, description="The keyring JSON itself (e.g. from a secret manager)."
+    )
+    dev_mode: bool = Field(
+        False,
+        description="DEVELOPMENT ONLY: with no keyring configured, create "
+        "<data_dir>/keyring.json (0600) on first use instead of refusing to start.",
+    )
+    vault_rewrap_batch: int = Field(
+        500, ge=1, description="Records re-wrapped per transaction by key rotation."
+    )
+
+    # Payments (palmpay/payments/).
+    max_payment_amount: int = Field(
+        99_999_999,
+        ge=1,
+        description="Largest amount one payment may authorise, in minor units (any currency); "
+        "above it authorize raises amount_too_large.",
+    )
+    sim_card_limit: int = Field(
+        100_000,
+        ge=0,
+        description="SimulatedAcquirer: per-card limit in minor units (0 = none). Compared "
+        "with the card's outstanding total (held + captured - refunded) plus the new "
+        "authorisation; above it the acquirer declines insufficient_funds.",
+    )
+
+    # HTTP API (palmpay/api/).
+    enroll_min_samples: int = Field(
+        3, ge=1, description="Good palm images (ROI found, quality gates passed) enrollment needs."
+    )
+    max_upload_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body the API reads; larger ones get 413 before being read.",
+    )
+    max_image_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="Largest single uploaded image (multipart part)."
+    )
+    max_images: int = Field(
+        10, ge=1, description="Most images (enrollment photos or checkout frames) per request."
+    )
+    max_image_pixels: int = Field(
+        4096 * 4096, ge=256, description="Largest decoded image (width x height) accepted."
+    )
+    idempotency_ttl_hours: float = Field(
+        24.0, gt=0, description="How long an Idempotency-Key and its stored response are kept."
+    )
+    idempotency_wait_s: float = Field(
+        30.0,
+        gt=0,
+        description="How long a request waits for a concurrent request with the same "
+        "Idempotency-Key to finish before answering 409 idempotency_conflict.",
+    )
+    webhook_backoff_s: float = Field(
+        2.0, gt=0, description="First webhook retry delay; doubles on every further attempt."
+    )
+    webhook_max_attempts: int = Field(
+        8, ge=1, description="Delivery attempts per webhook event and endpoint before 'failed'."
+    )
+    webhook_timeout_s: float = Field(5.0, gt=0, description="HTTP timeout of one delivery.")
+    webhook_poll_s: float = Field(
+        1.0, gt=0, description="How often the webhook dispatcher looks for due deliveries."
+    )
+
+    def resolved_database_url(self) -> str:
+        """:attr:`database_url`, or the default SQLite file under :attr:`data_dir`."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'palmpay.db').resolve()}"
 
     def model_path(self, name: str) -> Path:
         """Absolute path of a model file in :attr:`model_dir`; raises if it is missing."""

@@ -1,8 +1,10 @@
 """Find card numbers (PANs) in clear in text or bytes: the suite-wide log check uses it.
 
-A hit is a run of 13-19 digits (spaces or dashes allowed between groups) that passes the Luhn
-check and starts with a card-network prefix (3, 4, 5 or 6), or any of the test cards the suite
-uses, whatever their formatting.
+A hit is a card number as people and programs write one — 13-19 digits in a row, groups of four
+separated by one space or dash (4-4-4-4, 4-4-4-4-3), or the 4-6-5 Amex grouping — that passes
+the Luhn check and starts with a card-network prefix (3, 4, 5 or 6), or any of the test cards
+the suite uses, whatever their formatting. (Allowing a separator between *any* two digits would
+read "…540163 2026-11-29 08" as a card number.)
 """
 
 from __future__ import annotations
@@ -19,7 +21,13 @@ TEST_PANS = (
     "378282246310005",
     "6011111111111117",
 )
-_CANDIDATE = re.compile(rb"(?<![0-9])[3-6](?:[ -]?[0-9]){12,18}(?![0-9])")
+_CANDIDATE = re.compile(
+    rb"(?<![0-9])(?:"
+    rb"[3-6][0-9]{12,18}"
+    rb"|[3-6][0-9]{3}([ -])[0-9]{4}\1[0-9]{4}\1[0-9]{4}(?:\1[0-9]{3})?"
+    rb"|3[0-9]{3}([ -])[0-9]{6}\2[0-9]{5}"
+    rb")(?![0-9])"
+)
 
 
 def luhn_ok(digits: str) -> bool:

@@ -23,3 +23,8 @@ def test_suite_log_is_being_captured():
         handler.flush()
     assert "suite log canary" in _SUITE_LOG.read_text()
     assert find_pans(_SUITE_LOG.read_bytes()) == []
+
+
+def test_dates_next_to_numbers_are_not_card_numbers():
+    assert find_pans(b"x5401632026-11-29 08:12:33") == []
+    assert find_pans("amex 3782 822463 10005") == ["378282246310005"]

@@ -1,0 +1,207 @@
+"""ORM classes of the payments tables (created by migration ``0001_core``).
+
+Ids are prefixed random strings (``cus_``, ``card_``, ``tpl_``, ``pay_``, ``re_`` + 24
+alphanumerics, :func:`new_id`); the card token is ``tok_`` + 24 alphanumerics and is not derived
+from the card number. Amounts are integers in the currency's minor unit. Timestamps are
+timezone-aware UTC (:class:`palmpay.db.UTCDateTime`).
+
+Encrypted records (:class:`Card` while active, :class:`PalmTemplate`) carry the vault envelope:
+``kek_id``, ``wrapped_dek``, ``nonce``, ``ciphertext`` (see :mod:`palmpay.payments.vault`).
+A revoked card keeps brand, last4, expiry and fingerprint (for the payment history and
+duplicate checks) but its envelope columns are NULL: the card number is gone for good.
+
+``ledger_entries`` is append-only: the code never updates or deletes it, and triggers in the
+migration make the database refuse it too.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from palmpay.db import Base, UTCDateTime, utcnow
+
+__all__ = [
+    "Customer",
+    "Card",
+    "PalmTemplate",
+    "Payment",
+    "Refund",
+    "LedgerEntry",
+    "new_id",
+    "new_token",
+    "CUSTOMER_STATUSES",
+    "CARD_STATUSES",
+    "PAYMENT_STATUSES",
+    "CAPTURE_METHODS",
+    "LEDGER_KINDS",
+    "ID_LEN",
+]
+
+_ALPHABET = string.ascii_letters + string.digits
+#: Random characters after the prefix of every id and token (24 × log2(62) ≈ 143 bits).
+ID_LEN = 24
+
+CUSTOMER_STATUSES = ("active", "deleted")
+CARD_STATUSES = ("active", "revoked")
+PAYMENT_STATUSES = ("requires_capture", "succeeded", "canceled", "failed")
+CAPTURE_METHODS = ("automatic", "manual")
+LEDGER_KINDS = ("authorization", "decline", "capture", "release", "refund")
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+_BigIntId = BigInteger().with_variant(Integer, "sqlite")
+
+
+def new_id(prefix: str) -> str:
+    """``<prefix>_`` + 24 random alphanumerics."""
+    return f"{prefix}_" + "".join(secrets.choice(_ALPHABET) for _ in range(ID_LEN))
+
+
+def new_token() -> str:
+    """A card token: ``tok_`` + 24 random alphanumerics (nothing to do with the card number)."""
+    return new_id("tok")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    __table_args__ = (CheckConstraint(_in("status", CUSTOMER_STATUSES), name="status"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    consent_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Card(Base):
+    __tablename__ = "cards"
+    __table_args__ = (
+        CheckConstraint(_in("status", CARD_STATUSES), name="status"),
+        CheckConstraint(
+            "(status = 'active' AND kek_id IS NOT NULL AND wrapped_dek IS NOT NULL "
+            "AND nonce IS NOT NULL AND ciphertext IS NOT NULL) OR "
+            "(status = 'revoked' AND kek_id IS NULL AND wrapped_dek IS NULL "
+            "AND nonce IS NULL AND ciphertext IS NULL)",
+            name="envelope",
+        ),
+        # At most one active card per card number (fingerprint) across all customers.
+        Index(
+            "uq_cards_active_fingerprint",
+            "fingerprint",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    token: Mapped[str] = mapped_column(String(40), unique=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    brand: Mapped[str] = mapped_column(String(20))
+    last4: Mapped[str] = mapped_column(String(4))
+    exp_month: Mapped[int] = mapped_column(SmallInteger)
+    exp_year: Mapped[int] = mapped_column(SmallInteger)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    kek_id: Mapped[str | None] = mapped_column(String(64))
+    wrapped_dek: Mapped[bytes | None] = mapped_column(LargeBinary)
+    nonce: Mapped[bytes | None] = mapped_column(LargeBinary)
+    ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class PalmTemplate(Base):
+    __tablename__ = "palm_templates"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    kek_id: Mapped[str] = mapped_column(String(64))
+    wrapped_dek: Mapped[bytes] = mapped_column(LargeBinary)
+    nonce: Mapped[bytes] = mapped_column(LargeBinary)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+    __table_args__ = (
+        CheckConstraint(_in("status", PAYMENT_STATUSES), name="status"),
+        CheckConstraint(_in("capture_method", CAPTURE_METHODS), name="capture_method"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint(
+            "amount_capturable >= 0 AND amount_received >= 0 AND amount_refunded >= 0",
+            name="amounts_nonnegative",
+        ),
+        CheckConstraint(
+            "amount_refunded <= amount_received AND amount_received + amount_capturable <= amount",
+            name="amounts_bounded",
+        ),
+        Index("ix_payments_customer_created", "customer_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"))
+    card_id: Mapped[str] = mapped_column(ForeignKey("cards.id"), index=True)
+    status: Mapped[str] = mapped_column(String(20))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    capture_method: Mapped[str] = mapped_column(String(12))
+    amount_capturable: Mapped[int] = mapped_column(BigInteger, default=0)
+    amount_received: Mapped[int] = mapped_column(BigInteger, default=0)
+    amount_refunded: Mapped[int] = mapped_column(BigInteger, default=0)
+    auth_code: Mapped[str | None] = mapped_column(String(64))
+    decline_code: Mapped[str | None] = mapped_column(String(64))
+    terminal: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Refund(Base):
+    __tablename__ = "refunds"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("status IN ('succeeded')", name="status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16), default="succeeded")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class LedgerEntry(Base):
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        CheckConstraint(_in("kind", LEDGER_KINDS), name="kind"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(_BigIntId, primary_key=True, autoincrement=True)
+    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), index=True)
+    refund_id: Mapped[str | None] = mapped_column(ForeignKey("refunds.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
