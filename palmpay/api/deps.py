@@ -1,0 +1,142 @@
+"""FastAPI dependencies: the app's shared state, settings, services and API-key scopes.
+
+Routes declare what they need with ``Annotated`` aliases::
+
+    def create_customer(key: KioskKey, service: ServiceDep, palms: PalmsDep, ...): ...
+
+``require_scope(*scopes)`` authenticates ``Authorization: Bearer <secret>`` and returns the
+:class:`~palmpay.api.keys.ApiKeyView`: 401 ``unauthorized`` when the header is missing or the key
+unknown or revoked, 403 ``forbidden`` when its scope is not one of ``scopes`` (an ``admin`` key
+passes every scope).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from palmpay.api.errors import ApiError
+from palmpay.api.keys import ApiKeyView, authenticate
+from palmpay.api.palms import PalmDirectory
+from palmpay.api.webhooks import WebhookDispatcher
+from palmpay.config import Settings
+from palmpay.db import Database
+from palmpay.payments.service import PaymentService
+
+__all__ = [
+    "AdminKey",
+    "AnalyzeKey",
+    "AppState",
+    "KioskKey",
+    "PalmsDep",
+    "ServiceDep",
+    "SettingsDep",
+    "StateDep",
+    "TerminalKey",
+    "JsonBody",
+    "Multipart",
+    "get_state",
+    "require_json",
+    "require_multipart",
+    "require_scope",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AppState:
+    """Everything the routes share, built once by the app's lifespan."""
+
+    settings: Settings
+    db: Database
+    service: PaymentService
+    palms: PalmDirectory
+    dispatcher: WebhookDispatcher
+    clock: Callable[[], datetime]
+
+
+def get_state(request: Request) -> AppState:
+    state = getattr(request.app.state, "palmpay", None)
+    if state is None:
+        raise ApiError("service_unavailable", "the server is starting", status=503)
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def _settings(state: StateDep) -> Settings:
+    return state.settings
+
+
+def _service(state: StateDep) -> PaymentService:
+    return state.service
+
+
+def _palms(state: StateDep) -> PalmDirectory:
+    return state.palms
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+ServiceDep = Annotated[PaymentService, Depends(_service)]
+PalmsDep = Annotated[PalmDirectory, Depends(_palms)]
+
+_bearer = HTTPBearer(auto_error=False, description="API key: `pp_<scope>_...`")
+
+
+def require_scope(*scopes: str) -> Callable[..., ApiKeyView]:
+    """A dependency returning the authenticated API key if its scope is one of ``scopes``."""
+    allowed = frozenset(scopes) | {"admin"}
+
+    def dependency(
+        state: StateDep,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> ApiKeyView:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise ApiError("unauthorized", "send Authorization: Bearer <API key>",
+                           headers={"WWW-Authenticate": "Bearer"})
+        key = authenticate(state.db, credentials.credentials)
+        if key is None:
+            raise ApiError("unauthorized", "unknown or revoked API key",
+                           headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        if key.scope not in allowed:
+            raise ApiError("forbidden", f"a {key.scope} key cannot do this (needs "
+                           f"{' or '.join(sorted(allowed))})")
+        return key
+
+    dependency.__name__ = "require_" + "_or_".join(scopes or ("admin",))
+    return dependency
+
+
+def require_multipart(request: Request) -> None:
+    """415 ``unsupported_media_type`` unless the body is ``multipart/form-data``."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise ApiError("unsupported_media_type",
+                       "this endpoint takes multipart/form-data (files and form fields)")
+
+
+def require_json(request: Request) -> None:
+    """415 ``unsupported_media_type`` when a body is sent that is not ``application/json``."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    has_body = request.headers.get("content-length", "0") != "0" or (
+        "transfer-encoding" in request.headers)
+    if has_body and content_type != "application/json" and not content_type.endswith("+json"):
+        raise ApiError("unsupported_media_type", "this endpoint takes application/json")
+
+
+Multipart = Depends(require_multipart)
+JsonBody = Depends(require_json)
+
+KioskKey = Annotated[ApiKeyView, Depends(require_scope("kiosk"))]
+TerminalKey = Annotated[ApiKeyView, Depends(require_scope("terminal"))]
+AdminKey = Annotated[ApiKeyView, Depends(require_scope("admin"))]
+#: The capture-quality helper: kiosks and terminals.
+AnalyzeKey = Annotated[ApiKeyView, Depends(require_scope("kiosk", "terminal"))]

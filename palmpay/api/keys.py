@@ -1,0 +1,108 @@
+"""API keys: create (the secret is returned once), look up by secret, revoke.
+
+A secret looks like ``pp_<scope>_<32 url-safe characters>`` (192 random bits). The database keeps
+its SHA-256 (hex) and a display ``prefix``; the secret itself is never stored or logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+
+from palmpay.api.models import API_KEY_SCOPES, ApiKey
+from palmpay.db import Database, utcnow
+from palmpay.payments.models import new_id
+
+__all__ = [
+    "ApiKeyView",
+    "create_api_key",
+    "revoke_api_key",
+    "authenticate",
+    "list_api_keys",
+    "hash_secret",
+    "SECRET_PREFIX",
+]
+
+log = logging.getLogger(__name__)
+
+SECRET_PREFIX = "pp_"
+_PREFIX_SHOWN = 4  # random characters of the secret kept in ApiKey.prefix for display
+_MAX_SECRET_LEN = 200
+
+
+@dataclass(frozen=True)
+class ApiKeyView:
+    """An API key without its secret."""
+
+    id: str
+    name: str
+    scope: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+def _view(row: ApiKey) -> ApiKeyView:
+    return ApiKeyView(row.id, row.name, row.scope, row.prefix, row.created_at, row.revoked_at)
+
+
+def hash_secret(secret: str) -> str:
+    """SHA-256 hex of a secret (what ``api_keys.secret_hash`` holds)."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def create_api_key(db: Database, name: str, scope: str) -> tuple[ApiKeyView, str]:
+    """Create a key; returns its view and the secret (shown once, never stored)."""
+    if scope not in API_KEY_SCOPES:
+        raise ValueError(f"scope must be one of {API_KEY_SCOPES}, not {scope!r}")
+    name = name.strip()
+    if not 1 <= len(name) <= 200:
+        raise ValueError("name must be 1 to 200 characters")
+    secret = f"{SECRET_PREFIX}{scope}_{secrets.token_urlsafe(24)}"
+    prefix = secret[: len(SECRET_PREFIX) + len(scope) + 1 + _PREFIX_SHOWN]
+    row = ApiKey(id=new_id("key"), name=name, scope=scope, prefix=prefix,
+                 secret_hash=hash_secret(secret), created_at=utcnow())
+    with db.session() as session:
+        session.add(row)
+    log.info("created %s API key %s (%s)", scope, row.id, prefix)
+    return _view(row), secret
+
+
+def authenticate(db: Database, secret: str) -> ApiKeyView | None:
+    """The active key whose secret this is, or None (unknown, malformed or revoked)."""
+    if not secret.startswith(SECRET_PREFIX) or len(secret) > _MAX_SECRET_LEN:
+        return None
+    with db.session(readonly=True) as session:
+        row = session.scalars(
+            select(ApiKey).where(ApiKey.secret_hash == hash_secret(secret))
+        ).one_or_none()
+        if row is None or row.revoked_at is not None:
+            return None
+        return _view(row)
+
+
+def revoke_api_key(db: Database, key_id: str) -> ApiKeyView:
+    """Revoke a key (idempotent); raises ``KeyError`` if there is no such key."""
+    with db.session() as session:
+        row = session.get(ApiKey, key_id)
+        if row is None:
+            raise KeyError(key_id)
+        if row.revoked_at is None:
+            row.revoked_at = utcnow()
+            log.info("revoked API key %s (%s)", row.id, row.prefix)
+        return _view(row)
+
+
+def list_api_keys(db: Database) -> list[ApiKeyView]:
+    """Every key, oldest first."""
+    with db.session(readonly=True) as session:
+        return [_view(r) for r in session.scalars(select(ApiKey).order_by(ApiKey.created_at))]
