@@ -12,9 +12,6 @@ __all__ = ["main"]
 
 log = logging.getLogger(__name__)
 
-SEEDS_DIR = Path(__file__).resolve().parent.parent / "seeds"
-
-
 def _cmd_eval(args: argparse.Namespace) -> int:
     from palmpay.evaluate import evaluate, plot_det
 
@@ -82,12 +79,70 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    gallery = SEEDS_DIR / "gallery"
-    video = SEEDS_DIR / "checkout.mp4"
-    print(f"PalmPay demo: enrolling {gallery}, replaying {video}")
-    replay = argparse.Namespace(source=str(video), gallery=str(gallery), json=False,
-                                decisions_only=not args.frames)
-    return _cmd_replay(replay)
+    from palmpay.demo import run_demo
+
+    result = run_demo(host=args.host, port=args.port, serve=not args.no_serve,
+                      data_dir=Path(args.data_dir))
+    return 0 if result.outcomes else 1
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from palmpay.api.server import serve
+
+    serve(args.host, args.port)
+    return 0
+
+
+def _cmd_terminals_create(args: argparse.Namespace) -> int:
+    from palmpay.api.keys import create_api_key
+    from palmpay.config import get_settings
+    from palmpay.db import Database, upgrade
+
+    settings = get_settings()
+    db = Database(settings.resolved_database_url())
+    try:
+        upgrade(db.engine)
+        view, secret = create_api_key(db, args.name, args.scope)
+    finally:
+        db.dispose()
+    print(f"{view.scope} key {view.id} ({view.name}); the secret is shown once:")
+    print(secret)
+    return 0
+
+
+def _cmd_keys_rotate(args: argparse.Namespace) -> int:
+    from palmpay.config import get_settings
+    from palmpay.payments import admin
+
+    settings = get_settings()
+    if args.rewrap_only:
+        print(f"re-wrapped {admin.rewrap(settings)} records under the active KEK")
+        return 0
+    kek_id, count = admin.rotate_keys(settings)
+    print(f"new active KEK {kek_id}; re-wrapped {count} card and palm-template data keys")
+    print(f"records per KEK: {admin.kek_usage(settings)}")
+    return 0
+
+
+def _cmd_keys_retire(args: argparse.Namespace) -> int:
+    from palmpay.config import get_settings
+    from palmpay.payments import admin
+
+    admin.retire_key(get_settings(), args.kek_id)
+    print(f"retired KEK {args.kek_id}")
+    return 0
+
+
+def _cmd_ledger_check(args: argparse.Namespace) -> int:
+    from palmpay.config import get_settings
+    from palmpay.payments import admin
+
+    report = admin.ledger_check(get_settings())
+    print(f"checked {report.payments_checked} payments: "
+          f"{'ledger balances' if report.ok else 'MISMATCH'}")
+    for problem in report.problems:
+        print(f"  {problem}")
+    return 0 if report.ok else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,9 +183,53 @@ def build_parser() -> argparse.ArgumentParser:
                         "status and best match")
     p.set_defaults(func=_cmd_replay)
 
-    p = sub.add_parser("demo", help="replay the seed checkout video against the seed customers")
-    p.add_argument("--frames", action="store_true", help="also print every frame")
+    p = sub.add_parser(
+        "demo", help="the whole product on SQLite: enroll the seed customers, pay with the seed "
+                     "checkout video, then serve the API and kiosk",
+        description="Start the API (SQLite in --data-dir, wiped first; dev-mode keyring), enroll "
+                    "the seed customers over HTTP, replay the seed checkout video through POST "
+                    "/v1/payments and print each payment or refusal, then keep serving until "
+                    "Ctrl-C.")
+    p.add_argument("--no-serve", action="store_true", help="exit after the checkout replay")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    p.add_argument("--data-dir", default="data/demo", help="demo state (deleted at start)")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("serve", help="run the HTTP API (settings from PALMPAY_* env vars)",
+                       description="Serve the /v1 API, the kiosk pages and OpenAPI docs at "
+                                   "/docs. Needs PALMPAY_DATABASE_URL (or PALMPAY_DATA_DIR for "
+                                   "SQLite) and a keyring (PALMPAY_KEYRING_FILE or "
+                                   "PALMPAY_KEYRING; PALMPAY_DEV_MODE=true creates one).")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("terminals", help="API keys for kiosks, terminals and admins")
+    terminals = p.add_subparsers(dest="terminals_command", required=True)
+    q = terminals.add_parser("create", help="create an API key; prints the secret once")
+    q.add_argument("--name", required=True, help="e.g. 'lane 3'")
+    q.add_argument("--scope", choices=["terminal", "kiosk", "admin"], default="terminal",
+                   help="terminal: take payments; kiosk: enroll/unenroll; admin: everything")
+    q.set_defaults(func=_cmd_terminals_create)
+
+    p = sub.add_parser("keys", help="card-vault key management")
+    keys = p.add_subparsers(dest="keys_command", required=True)
+    q = keys.add_parser("rotate", help="new key-encryption key; re-wrap every data key",
+                        description="Add a new active KEK to the keyring file and re-wrap every "
+                                    "card and palm-template data key under it, in batches, "
+                                    "while servers keep running (they can read both).")
+    q.add_argument("--rewrap-only", action="store_true",
+                   help="only re-wrap records not yet under the active KEK (resumable)")
+    q.set_defaults(func=_cmd_keys_rotate)
+    q = keys.add_parser("retire", help="drop an old KEK once no record uses it")
+    q.add_argument("kek_id")
+    q.set_defaults(func=_cmd_keys_retire)
+
+    p = sub.add_parser("ledger", help="ledger tools")
+    ledger = p.add_subparsers(dest="ledger_command", required=True)
+    q = ledger.add_parser("check", help="prove every payment's balances match its ledger entries")
+    q.set_defaults(func=_cmd_ledger_check)
     return parser
 
 

@@ -23,11 +23,16 @@ import cv2
 from palmpay import synth
 
 SEEDS = Path(__file__).resolve().parent
+# Card numbers are the networks' public test numbers (the simulated acquirer approves them).
 CUSTOMERS = [
-    {"handle": "ada", "name": "Ada Lovelace", "identity_seed": 101},
-    {"handle": "grace", "name": "Grace Hopper", "identity_seed": 102},
-    {"handle": "alan", "name": "Alan Turing", "identity_seed": 103},
-    {"handle": "katherine", "name": "Katherine Johnson", "identity_seed": 104},
+    {"handle": "ada", "name": "Ada Lovelace", "identity_seed": 101,
+     "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030}},
+    {"handle": "grace", "name": "Grace Hopper", "identity_seed": 102,
+     "card": {"number": "5555555555554444", "exp_month": 12, "exp_year": 2030}},
+    {"handle": "alan", "name": "Alan Turing", "identity_seed": 103,
+     "card": {"number": "378282246310005", "exp_month": 12, "exp_year": 2030}},
+    {"handle": "katherine", "name": "Katherine Johnson", "identity_seed": 104,
+     "card": {"number": "6011111111111117", "exp_month": 12, "exp_year": 2030}},
 ]
 PAYING = "grace"  # the enrolled customer who pays in the checkout video
 STRANGER_SEED = 9001  # a shopper who never enrolled
@@ -58,10 +63,13 @@ def build(out: Path) -> None:
         "checkout_video": {
             "file": "checkout.mp4",
             "presentations": [
-                {"decision": "match", "identity": PAYING},
-                {"decision": "unknown", "identity": None, "identity_seed": STRANGER_SEED},
+                {"decision": "match", "identity": PAYING, "amount": 1250, "currency": "eur"},
+                {"decision": "unknown", "identity": None, "identity_seed": STRANGER_SEED,
+                 "amount": 899, "currency": "eur"},
             ],
         },
+        "note": "Synthetic customers. Card numbers are the networks' public test numbers; the "
+        "simulated acquirer approves them.",
     }
     (out / "customers.json").write_text(json.dumps(meta, indent=2) + "\n")
 

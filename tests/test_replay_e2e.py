@@ -8,6 +8,7 @@ import cv2
 import pytest
 
 from palmpay import cli, synth
+from palmpay.demo import SEEDS_DIR as SEEDS
 
 ENROLLED = (11, 12, 13)
 STRANGER = 77
@@ -87,11 +88,9 @@ def test_eval_json_on_synthetic_sessions(tmp_path, capsys):
     assert (tmp_path / "det.png").stat().st_size > 1000
 
 
-def test_demo_prints_the_seeded_decisions(capsys):
-    meta = json.loads((cli.SEEDS_DIR / "customers.json").read_text())
+def test_replay_of_the_seed_video_gives_the_seeded_decisions(capsys):
+    meta = json.loads((SEEDS / "customers.json").read_text())
     expected = meta["checkout_video"]["presentations"]
-    assert cli.main(["demo"]) == 0
-    lines = [line for line in capsys.readouterr().out.splitlines() if "presentation" in line]
-    assert len(lines) == len(expected)
-    assert f"MATCH {expected[0]['identity']}" in lines[0]
-    assert "UNKNOWN" in lines[1]
+    decisions = _replay(capsys, SEEDS / "checkout.mp4", "--gallery", SEEDS / "gallery")
+    assert [d["decision"] for d in decisions] == [e["decision"] for e in expected]
+    assert [d["identity"] for d in decisions] == [e["identity"] for e in expected]
