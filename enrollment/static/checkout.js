@@ -1,0 +1,268 @@
+// Checkout: amount (typed by the cashier, or pushed by a terminal as ?amount=<minor>&currency=)
+// → good palm frames → POST /v1/payments → Approved / Declined / Not recognised.
+
+import {
+  ApiError, api, bootKiosk, setText, showKeyRejected, showScreen, sleep,
+} from "./common.js";
+import { CAMERA_MESSAGES, CameraError, collectPalm, openCamera, stopCamera } from "./camera.js";
+import { currencyExponent, formatMinor, toMinorUnits } from "./money.js";
+
+/** Good frames sent with one payment. */
+const FRAMES_PER_PAYMENT = 4;
+/** Resends of one payment request (same Idempotency-Key) when the connection fails. */
+const NETWORK_RETRIES = 2;
+/** A result screen goes back to a new sale after this long (none after a pushed amount). */
+const RESULT_RESET_MS = 30000;
+
+const DECLINE_REASONS = {
+  card_declined: "Card declined",
+  insufficient_funds: "Insufficient funds",
+  expired_card: "Card expired",
+  do_not_honor: "Card declined",
+  lost_card: "Card declined",
+  stolen_card: "Card declined",
+};
+
+const $ = (id) => document.getElementById(id);
+const video = $("video");
+const canvas = document.createElement("canvas");
+
+const state = {
+  sale: null, // {amount, currency, pushed}
+  stream: null,
+  abort: null,
+  resetTimer: null,
+};
+
+function newIdempotencyKey() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function stopCapture() {
+  if (state.abort) state.abort.abort();
+  state.abort = null;
+  stopCamera(state.stream, video);
+  state.stream = null;
+}
+
+function newSale() {
+  stopCapture();
+  clearTimeout(state.resetTimer);
+  state.sale = null;
+  if (window.location.search) history.replaceState(null, "", window.location.pathname);
+  $("amount-form").reset();
+  setText("amount-error", "");
+  $("amount").removeAttribute("aria-invalid");
+  showScreen("amount");
+  $("amount").focus();
+}
+
+function scheduleReset() {
+  clearTimeout(state.resetTimer);
+  // A terminal that pushed the amount decides what comes next; a cashier's sale resets.
+  if (state.sale && !state.sale.pushed) state.resetTimer = setTimeout(newSale, RESULT_RESET_MS);
+}
+
+function updateMeter(count, target) {
+  const bar = $("progress");
+  bar.setAttribute("aria-valuemax", String(target));
+  bar.setAttribute("aria-valuenow", String(count));
+  $("progress-fill").style.width = `${Math.round((100 * count) / target)}%`;
+  setText("progress-count", `${count} of ${target}`);
+}
+
+function onAmount(event) {
+  event.preventDefault();
+  const currency = $("currency").value;
+  const { minor, problem } = toMinorUnits($("amount").value, currency);
+  if (problem) {
+    setText("amount-error", problem);
+    $("amount").setAttribute("aria-invalid", "true");
+    $("amount").focus();
+    return;
+  }
+  setText("amount-error", "");
+  $("amount").removeAttribute("aria-invalid");
+  state.sale = { amount: minor, currency, pushed: false };
+  pay();
+}
+
+async function pay() {
+  const { amount, currency } = state.sale;
+  const label = formatMinor(amount, currency);
+  setText("camera-title", `Pay ${label}`);
+  setText("prompt", "Show your palm to the camera");
+  updateMeter(0, FRAMES_PER_PAYMENT);
+  $("stage").classList.remove("good");
+  showScreen("camera");
+  try {
+    state.stream = await openCamera(video);
+  } catch (err) {
+    const kind = err instanceof CameraError ? err.kind : "unknown";
+    const msg = CAMERA_MESSAGES[kind] || CAMERA_MESSAGES.unknown;
+    setText("camera-error-title", msg.title);
+    setText("camera-error-text", msg.text);
+    showScreen("camera-error");
+    return;
+  }
+  state.abort = new AbortController();
+  let frames;
+  try {
+    ({ frames } = await collectPalm({
+      video,
+      canvas,
+      target: FRAMES_PER_PAYMENT,
+      signal: state.abort.signal,
+      onUpdate: ({ prompt, count, target, good }) => {
+        if ($("prompt").textContent !== prompt) setText("prompt", prompt);
+        $("stage").classList.toggle("good", good);
+        updateMeter(count, target);
+      },
+    }));
+  } catch (err) {
+    stopCapture();
+    if (err && err.name === "AbortError") return;
+    showOutcomeError(err);
+    return;
+  }
+  stopCapture();
+
+  setText("processing-amount", label);
+  showScreen("processing");
+  const body = new FormData();
+  frames.forEach((frame, i) => body.append("frames", frame, `frame-${i + 1}.jpg`));
+  body.append("amount", String(amount));
+  body.append("currency", currency);
+  body.append("capture_method", "automatic");
+  // One key per attempt: if the connection drops, the same request is sent again with the same
+  // key, so the server answers with the first outcome instead of charging twice.
+  const idempotencyKey = newIdempotencyKey();
+  let payment;
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      payment = await api("v1/payments", {
+        method: "POST",
+        body,
+        headers: { "Idempotency-Key": idempotencyKey },
+      });
+      break;
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 0 && attempt < NETWORK_RETRIES) {
+        await sleep(1000 * (attempt + 1));
+        continue;
+      }
+      showOutcomeError(err);
+      return;
+    }
+  }
+  showPayment(payment, label);
+}
+
+function showPayment(payment, label) {
+  const status = String((payment && payment.status) || "");
+  if (status === "failed" || status === "declined" || status === "canceled") {
+    const code = payment.decline_code || payment.failure_code || "card_declined";
+    showDeclined(code, "");
+    return;
+  }
+  const method = payment.payment_method || {};
+  const who = payment.customer_name ? `${payment.customer_name} ` : "";
+  const card = method.last4 ? `••••${method.last4}` : "";
+  setText("approved-title", `Approved — ${who}${card}`.trim());
+  setText("approved-amount", label);
+  showScreen("approved");
+  scheduleReset();
+}
+
+function showDeclined(code, detail) {
+  const reason = DECLINE_REASONS[code] || "Card declined";
+  setText("declined-title", `Declined — ${reason}`);
+  setText("declined-text", detail || "The card issuer refused this payment.");
+  showScreen("declined");
+  scheduleReset();
+}
+
+function showOutcomeError(err) {
+  if (err instanceof ApiError && err.keyRejected) {
+    showKeyRejected();
+    return;
+  }
+  if (err instanceof ApiError) {
+    const code = String(err.code || "");
+    if (err.status === 402) {
+      showDeclined(String(err.problem.decline_code || code), "");
+      return;
+    }
+    if (/recogni|palm|no_match/.test(code)) {
+      setText("not-recognised-text", code === "palm_not_found"
+        ? "We couldn't see a palm clearly enough."
+        : "We couldn't match this palm to an enrolled customer.");
+      showScreen("not-recognised");
+      scheduleReset();
+      return;
+    }
+  }
+  const text = err instanceof ApiError && err.status === 0
+    ? "The PalmPay service cannot be reached, so the result is unknown. Check the payment " +
+      "with staff before paying again."
+    : `${(err && err.message) || "Something went wrong."} Nothing was charged.`;
+  setText("error-text", text);
+  showScreen("error");
+}
+
+/** A sale pushed by a terminal in the URL: ?amount=<integer minor units>&currency=<ISO code>. */
+function pushedSale() {
+  const params = new URLSearchParams(window.location.search);
+  if (!params.has("amount") && !params.has("currency")) return null;
+  const amount = (params.get("amount") || "").trim();
+  const currency = (params.get("currency") || "").trim().toLowerCase();
+  if (!/^\d{1,15}$/.test(amount) || Number(amount) <= 0 || !/^[a-z]{3}$/.test(currency) ||
+      currencyExponent(currency) === null) {
+    return { error: "The terminal sent an invalid amount or currency. Enter the sale here." };
+  }
+  return { amount: Number(amount), currency, pushed: true };
+}
+
+function init() {
+  if (!bootKiosk()) return;
+  $("amount-form").addEventListener("submit", onAmount);
+  $("amount").addEventListener("input", () => {
+    setText("amount-error", "");
+    $("amount").removeAttribute("aria-invalid");
+  });
+  $("camera-cancel").addEventListener("click", newSale);
+  $("camera-retry").addEventListener("click", () => pay());
+  $("camera-error-other").addEventListener("click", () => showScreen("pay-other-way"));
+  $("retry").addEventListener("click", () => {
+    clearTimeout(state.resetTimer);
+    pay();
+  });
+  $("error-retry").addEventListener("click", () => pay());
+  for (const id of ["other-way", "declined-other", "error-other"]) {
+    $(id).addEventListener("click", () => {
+      clearTimeout(state.resetTimer);
+      stopCapture();
+      showScreen("pay-other-way");
+    });
+  }
+  for (const id of ["approved-new", "declined-new", "other-way-new"]) {
+    $(id).addEventListener("click", newSale);
+  }
+  window.addEventListener("pagehide", stopCapture);
+
+  const pushed = pushedSale();
+  if (pushed && !pushed.error) {
+    state.sale = pushed;
+    pay();
+    return;
+  }
+  showScreen("amount");
+  if (pushed && pushed.error) {
+    setText("amount-error", pushed.error);
+  }
+  $("amount").focus();
+}
+
+init();

@@ -1,0 +1,291 @@
+// Enrollment: palm frames → consent → card → POST /v1/customers → customer id.
+// Frames live in memory only; the card number is read from the field when submitting and the
+// field is cleared right after. Nothing here is written to any storage or logged.
+
+import {
+  ApiError, api, bootKiosk, setText, showKeyRejected, showScreen,
+} from "./common.js";
+import { CAMERA_MESSAGES, CameraError, collectPalm, openCamera, stopCamera } from "./camera.js";
+import { brandName, cardDigits, cardNumberProblem, parseExpiry } from "./money.js";
+
+/** Good frames needed per hand. */
+const FRAMES_PER_HAND = 5;
+/** The done screen (name, last4, id) clears itself after this long. */
+const DONE_RESET_MS = 120000;
+
+const $ = (id) => document.getElementById(id);
+const video = $("video");
+const canvas = document.createElement("canvas");
+
+const state = {
+  hands: [], // [{handedness, frames: Blob[]}]
+  stream: null,
+  abort: null,
+  adding: false, // capturing the second hand
+  doneTimer: null,
+};
+
+function resetAll() {
+  stopCapture();
+  state.hands = [];
+  state.adding = false;
+  clearTimeout(state.doneTimer);
+  $("consent-form").reset();
+  clearCardForm();
+  setText("done-card", "");
+  setText("done-id", "");
+  showScreen("start");
+}
+
+function clearCardForm() {
+  $("card-form").reset();
+  for (const id of ["card-number-error", "card-expiry-error", "card-error"]) setText(id, "");
+  for (const id of ["card-number", "card-expiry", "customer-name"]) {
+    $(id).removeAttribute("aria-invalid");
+  }
+}
+
+function stopCapture() {
+  if (state.abort) state.abort.abort();
+  state.abort = null;
+  stopCamera(state.stream, video);
+  state.stream = null;
+}
+
+function updateMeter(count, target) {
+  const bar = $("progress");
+  bar.setAttribute("aria-valuemax", String(target));
+  bar.setAttribute("aria-valuenow", String(count));
+  $("progress-fill").style.width = `${Math.round((100 * count) / target)}%`;
+  setText("progress-count", `${count} of ${target}`);
+}
+
+function handWord(handedness) {
+  return handedness === "left" ? "left" : handedness === "right" ? "right" : "";
+}
+
+async function capture(firstPrompt = null) {
+  const excludeHand = state.adding && state.hands.length ? state.hands[0].handedness : null;
+  setText("camera-title", excludeHand ? "Show your other palm" : "Show your palm");
+  setText("prompt", firstPrompt ||
+    (excludeHand ? "Now show your other hand" : "Show your palm to the camera"));
+  updateMeter(0, FRAMES_PER_HAND);
+  $("stage").classList.remove("good");
+  showScreen("camera");
+  try {
+    state.stream = await openCamera(video);
+  } catch (err) {
+    const kind = err instanceof CameraError ? err.kind : "unknown";
+    const msg = CAMERA_MESSAGES[kind] || CAMERA_MESSAGES.unknown;
+    setText("camera-error-title", msg.title);
+    setText("camera-error-text", msg.text);
+    showScreen("camera-error");
+    return;
+  }
+  state.abort = new AbortController();
+  const keepFirstPromptUntil = firstPrompt ? performance.now() + 2500 : 0;
+  let result;
+  try {
+    result = await collectPalm({
+      video,
+      canvas,
+      target: FRAMES_PER_HAND,
+      excludeHand,
+      signal: state.abort.signal,
+      onUpdate: ({ prompt, count, target, good }) => {
+        if (performance.now() >= keepFirstPromptUntil && $("prompt").textContent !== prompt) {
+          setText("prompt", prompt);
+        }
+        $("stage").classList.toggle("good", good);
+        updateMeter(count, target);
+      },
+    });
+  } catch (err) {
+    stopCapture();
+    if (err && err.name === "AbortError") return;
+    if (err instanceof ApiError && err.keyRejected) {
+      showKeyRejected();
+      return;
+    }
+    setText("camera-error-title", "Something went wrong");
+    setText("camera-error-text", (err && err.message) || "Please try again.");
+    showScreen("camera-error");
+    return;
+  }
+  stopCapture();
+  state.hands.push({ handedness: result.handedness, frames: result.frames });
+  if (state.hands.length === 1) {
+    const which = handWord(result.handedness);
+    setText("other-hand-title", which ? `Your ${which} palm is captured` : "Palm captured");
+    showScreen("other-hand");
+  } else {
+    showScreen("consent");
+  }
+}
+
+function onConsent(event) {
+  event.preventDefault();
+  if (!$("consent-box").checked) {
+    setText("consent-error", "Please tick the box to agree, or cancel.");
+    $("consent-box").focus();
+    return;
+  }
+  setText("consent-error", "");
+  showScreen("card");
+  $("customer-name").focus();
+}
+
+function fieldError(inputId, errorId, message) {
+  setText(errorId, message || "");
+  const input = $(inputId);
+  if (message) input.setAttribute("aria-invalid", "true");
+  else input.removeAttribute("aria-invalid");
+  return Boolean(message);
+}
+
+async function onCard(event) {
+  event.preventDefault();
+  setText("card-error", "");
+  const name = $("customer-name").value.trim();
+  const holder = $("card-holder").value.trim() || name;
+  const numberProblem = cardNumberProblem($("card-number").value);
+  const expiry = parseExpiry($("card-expiry").value);
+  const badNumber = fieldError("card-number", "card-number-error", numberProblem);
+  const badExpiry = fieldError("card-expiry", "card-expiry-error", expiry.problem);
+  if (!name) {
+    $("customer-name").setAttribute("aria-invalid", "true");
+    setText("card-error", "Please enter your name.");
+    $("customer-name").focus();
+    return;
+  }
+  $("customer-name").removeAttribute("aria-invalid");
+  if (badNumber) {
+    $("card-number").focus();
+    return;
+  }
+  if (badExpiry) {
+    $("card-expiry").focus();
+    return;
+  }
+
+  const body = new FormData();
+  body.append("name", name);
+  body.append("card_number", cardDigits($("card-number").value));
+  body.append("exp_month", String(expiry.month));
+  body.append("exp_year", String(expiry.year));
+  body.append("holder_name", holder);
+  body.append("consent", "true");
+  let n = 0;
+  for (const hand of state.hands) {
+    for (const frame of hand.frames) {
+      n += 1;
+      body.append("images", frame, `palm-${n}.jpg`);
+    }
+  }
+
+  const submit = $("card-submit");
+  submit.disabled = true;
+  submit.textContent = "Enrolling…";
+  $("card-form").setAttribute("aria-busy", "true");
+  let customer;
+  try {
+    customer = await api("v1/customers", { method: "POST", body });
+  } catch (err) {
+    submit.disabled = false;
+    submit.textContent = "Enroll";
+    $("card-form").removeAttribute("aria-busy");
+    onEnrollError(err);
+    return;
+  }
+  // Done with everything sensitive: drop the card number and the palm frames.
+  clearCardForm();
+  state.hands = [];
+  submit.disabled = false;
+  submit.textContent = "Enroll";
+  $("card-form").removeAttribute("aria-busy");
+  const card = (customer && customer.card) || {};
+  setText("done-card", `${brandName(card.brand)} ••••${card.last4 || ""}`);
+  setText("done-id", customer.id || "");
+  showScreen("done");
+  clearTimeout(state.doneTimer);
+  state.doneTimer = setTimeout(resetAll, DONE_RESET_MS);
+}
+
+function onEnrollError(err) {
+  if (err instanceof ApiError && err.keyRejected) {
+    showKeyRejected();
+    return;
+  }
+  const code = err instanceof ApiError ? err.code : "";
+  if (code === "invalid_card") {
+    fieldError("card-number", "card-number-error",
+      err.detail || "The card was not accepted — please check the number.");
+    $("card-number").focus();
+    return;
+  }
+  if (code === "expired_card") {
+    fieldError("card-expiry", "card-expiry-error", "This card has expired.");
+    $("card-expiry").focus();
+    return;
+  }
+  if (code === "duplicate_card") {
+    setText("card-error", "This card is already enrolled. Use another card, or remove the " +
+      "existing enrollment first.");
+    $("card-number").focus();
+    return;
+  }
+  if (code === "palm_already_enrolled") {
+    setText("card-error", "This palm is already enrolled. To enroll again, first remove the " +
+      "existing enrollment on the Remove my palm page.");
+    $("card-submit").focus();
+    return;
+  }
+  if (err instanceof ApiError && err.status === 422 && /palm|image|template|sample/i.test(
+    `${code} ${err.detail}`)) {
+    // The server could not use the palm frames: capture again, keep the card form filled.
+    state.hands = [];
+    state.adding = false;
+    setText("card-error", "");
+    capture("We need a clearer view of your palm — show it again");
+    return;
+  }
+  const text = err instanceof ApiError && err.status === 0
+    ? "The PalmPay service cannot be reached. Please try again."
+    : `Enrollment failed: ${(err && err.message) || "please try again"}.`;
+  setText("card-error", text);
+  $("card-submit").focus();
+}
+
+function init() {
+  if (!bootKiosk()) return;
+  $("start").addEventListener("click", () => {
+    state.hands = [];
+    state.adding = false;
+    capture();
+  });
+  $("camera-cancel").addEventListener("click", resetAll);
+  $("camera-retry").addEventListener("click", () => capture());
+  $("camera-error-cancel").addEventListener("click", resetAll);
+  $("other-hand-skip").addEventListener("click", () => showScreen("consent"));
+  $("other-hand-add").addEventListener("click", () => {
+    state.adding = true;
+    capture();
+  });
+  $("consent-form").addEventListener("submit", onConsent);
+  $("consent-cancel").addEventListener("click", resetAll);
+  $("card-form").addEventListener("submit", onCard);
+  // Typing in a field clears its message; the next submit checks again.
+  for (const [input, error] of [["card-number", "card-number-error"],
+    ["card-expiry", "card-expiry-error"]]) {
+    $(input).addEventListener("input", () => fieldError(input, error, null));
+  }
+  $("card-cancel").addEventListener("click", resetAll);
+  $("customer-name").addEventListener("change", () => {
+    if (!$("card-holder").value.trim()) $("card-holder").value = $("customer-name").value.trim();
+  });
+  $("done-finish").addEventListener("click", resetAll);
+  window.addEventListener("pagehide", stopCapture);
+  showScreen("start");
+}
+
+init();

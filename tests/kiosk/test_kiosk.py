@@ -1,0 +1,582 @@
+"""The kiosk web app end to end in real headless Chromium against the real API server.
+
+A synthetic shopper (hand A) enrolls through /kiosk/enroll with Chromium's fake camera playing
+a video of their hand, pays at /kiosk/checkout with another video of the same hand (another
+pose, 1280x720), is declined above the simulated card limit, unenrolls, and can no longer pay.
+A never-enrolled hand is "Not recognised"; a denied or missing camera, a missing or refused key
+and a card number failing the Luhn check each show their message. Every screen is checked for
+touch-target size and sideways overflow at 640x480 or 1280x720, and screenshots of each screen
+go to ``$PALMPAY_KIOSK_SCREENSHOTS`` when set (``scripts/kiosk_screenshots.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from palmpay.payments.models import Card, Customer, PalmTemplate, Payment
+from tests.kiosk.conftest import CARD, CARD_DIGITS, NAME, PageWatch, watch
+from tests.pan_scan import find_pans
+
+# The browser first: without Chromium the tests skip (or fail under CI=true) before the server
+# starts and the videos are rendered.
+pytestmark = pytest.mark.usefixtures("playwright_driver")
+
+SMALL = {"width": 640, "height": 480}
+LARGE = {"width": 1280, "height": 720}
+CAPTURE_TIMEOUT_MS = 60_000
+EXPIRY = "12/34"
+
+_LAYOUT_JS = """
+() => {
+  const out = [];
+  const vw = document.documentElement.clientWidth;
+  const vh = window.innerHeight;
+  if (document.documentElement.scrollWidth > vw + 1) {
+    out.push(`page scrolls sideways: ${document.documentElement.scrollWidth} > ${vw}`);
+  }
+  const targets = document.querySelectorAll(
+    "button, a.button, input:not([type=checkbox]), select, label.check, .topbar a");
+  for (const el of targets) {
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 && r.height === 0) continue;  // on a hidden screen
+    const name = el.id || el.textContent.trim().slice(0, 30) || el.tagName;
+    if (r.height < 48 || r.width < 48) {
+      out.push(`${name}: ${Math.round(r.width)}x${Math.round(r.height)} px, under 48 px`);
+    }
+    if (r.right > vw + 1 || r.left < -1) out.push(`${name} sticks out sideways`);
+  }
+  if (document.body.dataset.current === "camera") {
+    for (const id of ["stage", "prompt", "camera-cancel"]) {
+      const r = document.getElementById(id).getBoundingClientRect();
+      if (r.top < 0 || r.bottom > vh + 1) out.push(`${id} is not fully on screen`);
+    }
+    if (document.getElementById("stage").getBoundingClientRect().height < 150) {
+      out.push("camera preview is under 150 px tall");
+    }
+  }
+  return out;
+}
+"""
+
+_STORAGE_JS = """
+async () => {
+  const dump = (s) => Object.fromEntries(Object.keys(s).map((k) => [k, s.getItem(k)]));
+  const dbs = indexedDB.databases ? await indexedDB.databases() : [];
+  return {
+    local: dump(localStorage),
+    session: dump(sessionStorage),
+    cookie: document.cookie,
+    indexeddb: dbs.map((d) => d.name),
+    caches: "caches" in window ? await caches.keys() : [],
+    fields: Array.from(document.querySelectorAll("input:not([type=checkbox])"))
+      .map((i) => i.value),
+  };
+}
+"""
+
+
+def current(page: Any) -> str:
+    return page.evaluate("document.body.dataset.current || ''")
+
+
+def wait_screen(page: Any, name: str, timeout: float = 15_000) -> None:
+    """Wait until the page shows screen ``name``; fail with what it shows instead."""
+    try:
+        page.wait_for_function("n => document.body.dataset.current === n", arg=name,
+                               timeout=timeout)
+    except Exception as err:  # playwright TimeoutError
+        prompt = page.evaluate("(document.getElementById('prompt') || {}).textContent || ''")
+        raise AssertionError(f"screen {name!r} not shown after {timeout / 1000:.0f} s: "
+                             f"showing {current(page)!r}, prompt {prompt!r}") from err
+
+
+def check_layout(page: Any) -> None:
+    problems = page.evaluate(_LAYOUT_JS)
+    assert not problems, f"layout of screen {current(page)!r}: {problems}"
+
+
+def text(page: Any, selector: str) -> str:
+    return page.locator(selector).inner_text().strip()
+
+
+def wait_progress(page: Any, at_least: int) -> None:
+    page.wait_for_function(
+        "n => Number(document.getElementById('progress').getAttribute('aria-valuenow')) >= n"
+        " || document.body.dataset.current !== 'camera'", arg=at_least, timeout=CAPTURE_TIMEOUT_MS)
+
+
+def assert_clean(seen: PageWatch, *secrets: str) -> None:
+    """No JavaScript error; no secret or card number in the console or in any request URL."""
+    assert not seen.errors, f"JavaScript errors: {seen.errors}"
+    # HTTP errors the test provokes (401, 404) are logged by Chromium itself; nothing else.
+    errors = [line for line in seen.console
+              if line.startswith("error:") and "Failed to load resource" not in line]
+    assert not errors, f"console errors (CSP violations?): {errors}"
+    console = "\n".join(seen.console)
+    assert not find_pans(console.encode()), f"card number in the console: {console}"
+    for secret in secrets:
+        assert secret not in console, "a secret was written to the console"
+        for method, url, _headers in seen.requests:
+            assert secret not in url, f"a secret is in the URL of {method} {url}"
+
+
+def api_calls(seen: PageWatch, path: str, method: str = "POST") -> list[dict[str, str]]:
+    return [h for m, url, h in seen.requests if m == method and url.split("?")[0].endswith(path)]
+
+
+def capture_palm_and_reach_card_form(page: Any, shots: Any = None) -> None:
+    """From the enroll start screen: palm frames → Continue (one hand) → consent → card form."""
+    page.click("#start")
+    wait_screen(page, "camera")
+    if shots is not None:
+        wait_progress(page, 2)
+        if current(page) == "camera":
+            check_layout(page)
+            shots(page, "enroll-2-camera")
+    wait_screen(page, "other-hand", CAPTURE_TIMEOUT_MS)
+    if shots is not None:
+        check_layout(page)
+        shots(page, "enroll-3-other-hand")
+    page.click("#other-hand-skip")
+    wait_screen(page, "consent")
+    page.check("#consent-box")
+    page.click("#consent-form button[type=submit]")
+    wait_screen(page, "card")
+
+
+# -------------------------------------------------------------------------------------------
+# Enrollment (module-scoped: checkout and unenroll below use this customer)
+# -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Enrolled:
+    customer_id: str
+    card_text: str
+    storage: dict[str, Any]
+    cookies: list[dict[str, Any]]
+    seen: PageWatch
+    url_after_load: str
+
+
+@pytest.fixture(scope="module")
+def enrolled(kiosk_server: Any, videos: dict, launch: Any, shots: Any) -> Enrolled:
+    """Hand A enrolls through the enroll page at 640x480, keyboard where it matters."""
+    browser = launch(videos["enroll_a"])
+    context = browser.new_context(viewport=SMALL)
+    page = context.new_page()
+    seen = watch(page)
+    page.goto(kiosk_server.url("enroll", kiosk_server.kiosk_key))
+    wait_screen(page, "start")
+    url_after_load = page.url
+    check_layout(page)
+    shots(page, "enroll-1-start")
+
+    # Keyboard: focus starts on the heading; Tab reaches Start with a visible focus ring.
+    page.keyboard.press("Tab")
+    focus = page.evaluate("""() => {
+        const el = document.activeElement, cs = getComputedStyle(el);
+        return {id: el.id, style: cs.outlineStyle, width: parseFloat(cs.outlineWidth)};
+    }""")
+    assert focus["id"] == "start", focus
+    assert focus["style"] != "none" and focus["width"] >= 3, f"focus not visible: {focus}"
+    page.keyboard.press("Enter")
+    wait_screen(page, "camera")
+    assert page.get_attribute("#prompt", "aria-live") == "polite"
+    wait_progress(page, 2)
+    if current(page) == "camera":
+        check_layout(page)
+        shots(page, "enroll-2-camera")
+    wait_screen(page, "other-hand", CAPTURE_TIMEOUT_MS)
+    check_layout(page)
+    shots(page, "enroll-3-other-hand")
+    page.click("#other-hand-skip")
+
+    wait_screen(page, "consent")
+    check_layout(page)
+    page.click("#consent-form button[type=submit]")  # not ticked yet
+    assert "tick the box" in text(page, "#consent-error")
+    shots(page, "enroll-4-consent")
+    page.check("#consent-box")
+    page.click("#consent-form button[type=submit]")
+
+    wait_screen(page, "card")
+    check_layout(page)
+    page.fill("#customer-name", NAME)
+    page.fill("#card-number", CARD)
+    page.fill("#card-expiry", EXPIRY)
+    page.fill("#card-holder", NAME)
+    shots(page, "enroll-5-card")
+    with page.expect_response(lambda r: r.url.endswith("/v1/customers"),
+                              timeout=CAPTURE_TIMEOUT_MS) as created:
+        page.press("#card-expiry", "Enter")  # Enter submits the form
+    assert created.value.status == 201, created.value.text()
+    wait_screen(page, "done")
+    check_layout(page)
+    shots(page, "enroll-7-done")
+    result = Enrolled(
+        customer_id=text(page, "#done-id"),
+        card_text=text(page, "#done-card"),
+        storage=page.evaluate(_STORAGE_JS),
+        cookies=context.cookies(),
+        seen=seen,
+        url_after_load=url_after_load,
+    )
+    context.close()
+    browser.close()
+    return result
+
+
+def test_enrollment_creates_customer_and_keeps_no_card_data(
+    enrolled: Enrolled, kiosk_server: Any
+) -> None:
+    assert enrolled.customer_id.startswith("cus_"), enrolled.customer_id
+    assert enrolled.card_text == "Visa ••••4242"
+    with kiosk_server.state.db.session(readonly=True) as session:
+        customer = session.get(Customer, enrolled.customer_id)
+        assert customer is not None and customer.status == "active"
+        assert customer.name == NAME and customer.consent_at is not None
+        card = session.scalars(select(Card).where(Card.customer_id == customer.id)).one()
+        assert (card.brand.lower(), card.last4, card.exp_month, card.exp_year) == (
+            "visa", "4242", 12, 2034)
+        templates = session.scalars(
+            select(PalmTemplate).where(PalmTemplate.customer_id == customer.id)).all()
+        assert len(templates) >= kiosk_server.settings.enroll_min_samples
+
+    # The key left the address bar at once; only it is in sessionStorage; no card data anywhere.
+    assert "key=" not in enrolled.url_after_load and "#" not in enrolled.url_after_load
+    storage = enrolled.storage
+    assert storage["local"] == {}
+    assert storage["session"] == {"palmpay.kiosk.key": kiosk_server.kiosk_key}
+    assert storage["cookie"] == "" and enrolled.cookies == []
+    assert storage["indexeddb"] == [] and storage["caches"] == []
+    assert not any(storage["fields"]), f"form fields not cleared: {storage['fields']}"
+    dumped = json.dumps(storage)
+    assert CARD_DIGITS not in dumped and "4242 4242" not in dumped
+    assert_clean(enrolled.seen, kiosk_server.kiosk_key, CARD_DIGITS)
+
+    # Every API call carried the key in the Authorization header, never in the URL.
+    analyze = api_calls(enrolled.seen, "/v1/capture/analyze")
+    assert len(analyze) >= 5
+    for headers in analyze + api_calls(enrolled.seen, "/v1/customers"):
+        assert headers.get("authorization") == f"Bearer {kiosk_server.kiosk_key}"
+
+
+def test_checkout_approved_then_declined(
+    enrolled: Enrolled, kiosk_server: Any, videos: dict, launch: Any, shots: Any
+) -> None:
+    """Hand A pays 12.34 EUR pushed by a terminal in the URL (1280x720 camera and viewport);
+    then the cashier types 1500.00 EUR, over the simulated card limit: declined."""
+    browser = launch(videos["pay_a"])
+    page = browser.new_page(viewport=LARGE)
+    seen = watch(page)
+    key = kiosk_server.terminal_key
+    with page.expect_response(
+        lambda r: r.url.endswith("/v1/payments") and r.request.method == "POST",
+        timeout=CAPTURE_TIMEOUT_MS,
+    ) as paid:
+        page.goto(kiosk_server.url("checkout", key, "?amount=1234&currency=eur"))
+        wait_screen(page, "camera")
+        assert "12.34" in text(page, "#camera-title")
+        wait_progress(page, 1)
+        if current(page) == "camera":
+            check_layout(page)
+            shots(page, "checkout-2-camera")
+    assert paid.value.status == 201, paid.value.text()
+    payment = paid.value.json()
+    wait_screen(page, "approved")
+    check_layout(page)
+    title = text(page, "#approved-title")
+    assert title.startswith("Approved — ") and title.endswith("••••4242"), title
+    assert payment["customer_name"] == NAME
+    assert title == f"Approved — {NAME} ••••4242", title
+    shots(page, "checkout-3-approved")
+
+    with kiosk_server.state.db.session(readonly=True) as session:
+        row = session.get(Payment, payment["id"])
+        assert row is not None
+        assert (row.customer_id, row.amount, row.currency, row.status) == (
+            enrolled.customer_id, 1234, "eur", "succeeded")
+        assert session.get(Card, row.card_id).last4 == "4242"
+
+    # A cashier's sale, by keyboard: amount, Enter.
+    page.click("#approved-new")
+    wait_screen(page, "amount")
+    assert "amount=" not in page.url
+    assert page.evaluate("document.activeElement.id") == "amount"
+    page.keyboard.type("1500,00")
+    check_layout(page)
+    shots(page, "checkout-1-amount")
+    page.keyboard.press("Enter")
+    wait_screen(page, "camera")
+    wait_screen(page, "declined", CAPTURE_TIMEOUT_MS)
+    check_layout(page)
+    assert text(page, "#declined-title") == "Declined — Insufficient funds"
+    shots(page, "checkout-4-declined")
+    with kiosk_server.state.db.session(readonly=True) as session:
+        declined = session.scalars(select(Payment).where(
+            Payment.customer_id == enrolled.customer_id, Payment.amount == 150_000)).one()
+        assert declined.decline_code == "insufficient_funds"
+        assert declined.amount_received == 0 and declined.status != "succeeded"
+
+    page.click("#declined-other")
+    wait_screen(page, "pay-other-way")
+    check_layout(page)
+    shots(page, "checkout-6-pay-other-way")
+    assert_clean(seen, key)
+    for headers in api_calls(seen, "/v1/payments"):
+        assert headers.get("authorization") == f"Bearer {key}"
+        assert headers.get("idempotency-key")
+    browser.close()
+
+
+def test_unknown_hand_is_not_recognised(
+    kiosk_server: Any, videos: dict, launch: Any, shots: Any
+) -> None:
+    browser = launch(videos["pay_b"])
+    page = browser.new_page(viewport=SMALL)
+    seen = watch(page)
+    page.goto(kiosk_server.url("checkout", kiosk_server.terminal_key,
+                               "?amount=500&currency=eur"))
+    wait_screen(page, "not-recognised", CAPTURE_TIMEOUT_MS)
+    check_layout(page)
+    assert text(page, "h1:visible") == "Not recognised"
+    assert page.locator("#retry").is_visible() and page.locator("#other-way").is_visible()
+    shots(page, "checkout-5-not-recognised")
+    with kiosk_server.state.db.session(readonly=True) as session:
+        assert session.scalars(select(Payment).where(Payment.amount == 500)).all() == []
+    page.click("#retry")  # Try again: the camera comes back for the same sale
+    wait_screen(page, "camera")
+    assert "5.00" in text(page, "#camera-title")
+    page.click("#camera-cancel")
+    wait_screen(page, "amount")
+    assert_clean(seen, kiosk_server.terminal_key)
+    browser.close()
+
+
+def test_luhn_error_is_shown_before_anything_is_sent(
+    kiosk_server: Any, videos: dict, launch: Any, shots: Any
+) -> None:
+    browser = launch(videos["enroll_a"])
+    page = browser.new_page(viewport=SMALL)
+    seen = watch(page)
+    page.goto(kiosk_server.url("enroll", kiosk_server.kiosk_key))
+    wait_screen(page, "start")
+    capture_palm_and_reach_card_form(page)
+    page.fill("#customer-name", NAME)
+    page.fill("#card-number", "4242 4242 4242 4241")
+    page.fill("#card-expiry", EXPIRY)
+    page.press("#card-expiry", "Enter")
+    assert text(page, "#card-number-error") == "That card number isn't valid — please check it."
+    assert page.get_attribute("#card-number", "aria-invalid") == "true"
+    assert page.evaluate("document.activeElement.id") == "card-number"
+    check_layout(page)
+    shots(page, "enroll-6-luhn-error")
+    page.fill("#card-number", "4242 4242")
+    page.click("#card-submit")
+    assert "wrong number of digits" in text(page, "#card-number-error")
+    page.fill("#card-number", CARD)
+    page.fill("#card-expiry", "01/20")
+    page.click("#card-submit")
+    assert text(page, "#card-expiry-error") == "This card has expired."
+    assert text(page, "#card-number-error") == ""
+    assert current(page) == "card"
+    assert api_calls(seen, "/v1/customers") == [], "the form was sent despite the errors"
+    page.click("#card-cancel")
+    wait_screen(page, "start")
+    assert page.input_value("#card-number") == ""
+    assert_clean(seen, kiosk_server.kiosk_key, CARD_DIGITS)
+    browser.close()
+
+
+def test_enroll_both_hands(kiosk_server: Any, videos: dict, launch: Any) -> None:
+    """The optional second hand: frames of the first hand no longer count, the other's do."""
+    browser = launch(videos["both_c"])
+    page = browser.new_page(viewport=SMALL)
+    seen = watch(page)
+    page.goto(kiosk_server.url("enroll", kiosk_server.kiosk_key))
+    page.click("#start")
+    wait_screen(page, "other-hand", CAPTURE_TIMEOUT_MS)
+    first = text(page, "#other-hand-title")
+    assert first in ("Your right palm is captured", "Your left palm is captured"), first
+    page.click("#other-hand-add")
+    wait_screen(page, "consent", CAPTURE_TIMEOUT_MS)
+    page.check("#consent-box")
+    page.click("#consent-form button[type=submit]")
+    wait_screen(page, "card")
+    page.fill("#customer-name", "Cy Both")
+    page.fill("#card-number", "5555 5555 5555 4444")
+    page.fill("#card-expiry", "0731")
+    page.press("#card-number", "Enter")
+    wait_screen(page, "done", CAPTURE_TIMEOUT_MS)
+    assert text(page, "#done-card") == "Mastercard ••••4444"
+    customer_id = text(page, "#done-id")
+    with kiosk_server.state.db.session(readonly=True) as session:
+        templates = session.scalars(
+            select(PalmTemplate).where(PalmTemplate.customer_id == customer_id)).all()
+    # Five per hand; the second capture only counted frames of the other hand.
+    assert len(templates) == 10
+    page.click("#done-finish")
+    wait_screen(page, "start")
+    assert_clean(seen, kiosk_server.kiosk_key, "5555555555554444")
+    browser.close()
+
+
+def test_camera_denied_or_missing_shows_a_clear_message(
+    kiosk_server: Any, videos: dict, launch: Any, shots: Any
+) -> None:
+    # No --use-fake-ui-for-media-stream and no permission granted: Chromium denies the camera.
+    browser = launch(videos["enroll_a"], fake_ui=False)
+    context = browser.new_context(viewport=SMALL, permissions=[])
+    page = context.new_page()
+    seen = watch(page)
+    page.goto(kiosk_server.url("enroll", kiosk_server.kiosk_key))
+    page.click("#start")
+    wait_screen(page, "camera-error")
+    assert text(page, "#camera-error-title") == "Camera access is blocked"
+    assert "allow camera access" in text(page, "#camera-error-text")
+    check_layout(page)
+    shots(page, "camera-denied")
+    assert api_calls(seen, "/v1/capture/analyze") == []
+    context.close()
+    browser.close()
+
+    browser = launch(None)
+    for name, script in {
+        "no-mediadevices": "Object.defineProperty(Navigator.prototype, 'mediaDevices', "
+                           "{get: () => undefined, configurable: true});",
+        "not-found": "navigator.mediaDevices.getUserMedia = () => Promise.reject("
+                     "new DOMException('Requested device not found', 'NotFoundError'));",
+    }.items():
+        context = browser.new_context(viewport=LARGE)
+        context.add_init_script(script)
+        page = context.new_page()
+        page.goto(kiosk_server.url("checkout", kiosk_server.terminal_key,
+                                   "?amount=100&currency=eur"))
+        wait_screen(page, "camera-error")
+        assert text(page, "#camera-error-title") == "No camera found", name
+        check_layout(page)
+        if name == "not-found":
+            shots(page, "camera-missing")
+        context.close()
+    browser.close()
+
+
+def test_without_a_valid_key_the_kiosk_says_so(
+    kiosk_server: Any, launch: Any, shots: Any
+) -> None:
+    browser = launch(None)
+    page = browser.new_page(viewport=SMALL)
+    seen = watch(page)
+    for name in ("enroll", "checkout", "unenroll"):
+        page.goto(kiosk_server.url(name))
+        wait_screen(page, "unprovisioned")
+        assert text(page, "h1:visible") == "This kiosk is not provisioned"
+        check_layout(page)
+        if name == "enroll":
+            shots(page, "not-provisioned")
+    assert seen.requests and not any("/v1/" in url for _m, url, _h in seen.requests)
+
+    # A refused key: the first API call answers 401 and the page says the key was refused.
+    page.goto(kiosk_server.url("unenroll", "pp_kiosk_not-a-real-key"))
+    wait_screen(page, "form")
+    page.fill("#customer-id", "cus_doesnotexist")
+    page.press("#customer-id", "Enter")
+    wait_screen(page, "key-rejected")
+    shots(page, "key-rejected")
+    assert page.evaluate("sessionStorage.length") == 0
+    assert_clean(seen, "pp_kiosk_not-a-real-key")
+    browser.close()
+
+
+def test_kiosk_helpers_in_the_browser(kiosk_server: Any, launch: Any) -> None:
+    """The pure ES modules (prompts, Luhn, amounts) in Chromium itself."""
+    browser = launch(None)
+    page = browser.new_page()
+    page.goto(kiosk_server.url("unenroll"))
+    got = page.evaluate("""async () => {
+      const p = await import("./static/prompts.js");
+      const m = await import("./static/money.js");
+      const q = (problems) => ({roi_status: "ok", reason: "ok", handedness: "right",
+        quality: {sharpness: 20, brightness: 120, palm_fraction: 0.3, problems}});
+      const pose = (reason) => ({roi_status: "bad_pose", reason, quality: null});
+      return {
+        prompts: [
+          p.promptFor({roi_status: "no_hand", reason: "no hand in frame", quality: null}),
+          p.promptFor({roi_status: "multiple_hands", reason: "2 hands in frame", quality: null}),
+          p.promptFor({roi_status: "palm_too_small", reason: "palm too small", quality: null}),
+          p.promptFor(pose("back of the hand towards the camera; show the palm")),
+          p.promptFor(pose("3 fingers curled over the palm; open the hand")),
+          p.promptFor(pose("palm tilted 40 degrees away from the camera; hold it flat")),
+          p.promptFor(q(["too_dark"])), p.promptFor(q(["too_bright"])),
+          p.promptFor(q(["palm_too_small"])), p.promptFor(q(["blurred"])), p.promptFor(q([])),
+        ],
+        good: [p.isGood(q([])), p.isGood(q(["blurred"])), p.isGood(pose("x"))],
+        luhn: ["4242424242424242", "4242424242424241", "5555555555554444", "378282246310005"]
+          .map(m.luhnValid),
+        minor: [["12.34", "eur"], ["12,5", "eur"], ["1 000", "eur"], ["1000", "jpy"],
+                ["1.5", "jpy"], ["0", "eur"], ["abc", "eur"], ["1.234", "eur"],
+                ["0.07", "usd"], ["1.234", "bhd"]]
+          .map(([t, c]) => m.toMinorUnits(t, c).minor),
+        expiry: [m.parseExpiry("12/34").year, m.parseExpiry("1/2030").month,
+                 m.parseExpiry("13/30").problem, m.parseExpiry("01/20").problem],
+      };
+    }""")
+    assert got["prompts"] == [
+        "Show your palm to the camera", "One hand at a time", "Move closer",
+        "Show your palm, not the back of your hand", "Spread your fingers",
+        "Hold your hand flat, facing the camera", "Too dark — find more light", "Too bright",
+        "Move closer", "Hold still", "Hold still",
+    ]
+    assert got["good"] == [True, False, False]
+    assert got["luhn"] == [True, False, True, True]
+    assert got["minor"] == [1234, 1250, 100000, 1000, None, None, None, None, 7, 1234]
+    assert got["expiry"] == [
+        2034, 1, "The expiry month must be 01 to 12.", "This card has expired."]
+    browser.close()
+
+
+def test_unenroll_then_the_palm_no_longer_pays(
+    enrolled: Enrolled, kiosk_server: Any, videos: dict, launch: Any, shots: Any
+) -> None:
+    """Runs last: removes the customer enrolled above, then hand A is not recognised."""
+    browser = launch(videos["pay_a"])
+    context = browser.new_context(viewport=SMALL)
+    page = context.new_page()
+    seen = watch(page)
+    page.goto(kiosk_server.url("unenroll", kiosk_server.kiosk_key))
+    wait_screen(page, "form")
+    check_layout(page)
+    page.fill("#customer-id", "cus_nobody")
+    page.press("#customer-id", "Enter")
+    page.wait_for_function("() => document.getElementById('unenroll-error').textContent !== ''")
+    assert "No enrollment has this customer ID" in text(page, "#unenroll-error")
+    page.fill("#customer-id", enrolled.customer_id)
+    shots(page, "unenroll-1-form")
+    page.press("#customer-id", "Enter")
+    wait_screen(page, "removed")
+    check_layout(page)
+    assert text(page, "#removed-id") == enrolled.customer_id
+    shots(page, "unenroll-2-removed")
+    with kiosk_server.state.db.session(readonly=True) as session:
+        customer = session.get(Customer, enrolled.customer_id)
+        assert customer.status == "deleted" and customer.deleted_at is not None
+        assert session.scalars(select(PalmTemplate).where(
+            PalmTemplate.customer_id == enrolled.customer_id)).all() == []
+
+    # Moving to another kiosk page in this tab keeps the key (sessionStorage) without a fragment.
+    page.goto(kiosk_server.url("enroll"))
+    wait_screen(page, "start")
+    assert_clean(seen, kiosk_server.kiosk_key)
+    context.close()
+
+    page = browser.new_page(viewport=SMALL)
+    page.goto(kiosk_server.url("checkout", kiosk_server.terminal_key,
+                               "?amount=777&currency=eur"))
+    wait_screen(page, "not-recognised", CAPTURE_TIMEOUT_MS)
+    browser.close()
