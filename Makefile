@@ -8,7 +8,7 @@ MP_VENV  := .work/venv-mediapipe
 MP_STAMP := $(MP_VENV)/.installed-stamp
 LINTED   := palmpay tests models scripts seeds
 
-.PHONY: demo test test-fast lint bench eval models seeds verify-hands mediapipe-reference clean
+.PHONY: demo test test-fast lint bench eval models seeds verify-hands mediapipe-reference kiosk-screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ models: $(STAMP)
 	$(PYTHON) models/build_hand_models.py --venv .work/venv-models
 	$(BIN)/python models/build_compcode.py
 	$(BIN)/python models/calibrate.py
+
+# Screenshots of every kiosk screen (real Chromium) into docs/kiosk/.
+kiosk-screenshots: $(STAMP)
+	$(BIN)/python scripts/kiosk_screenshots.py
 
 seeds: $(STAMP)
 	$(BIN)/python seeds/build_seeds.py
