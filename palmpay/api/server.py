@@ -11,7 +11,8 @@ import logging
 import uvicorn
 
 from palmpay.api.app import create_app
-from palmpay.config import Settings
+from palmpay.config import Settings, get_settings
+from palmpay.payments.keys import load_keyring
 
 __all__ = ["serve"]
 
@@ -19,7 +20,13 @@ log = logging.getLogger(__name__)
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None = None) -> None:
-    """Serve the API until interrupted (blocking)."""
+    """Serve the API until interrupted (blocking).
+
+    The keyring is loaded first, so a missing or broken one is one clear error
+    (:class:`palmpay.payments.keys.KeyringError`) instead of a failed server start-up.
+    """
+    settings = settings or get_settings()
+    load_keyring(settings)
     app = create_app(settings)
     log.info("serving PalmPay API on http://%s:%d (docs at /docs)", host, port)
     uvicorn.run(app, host=host, port=port, access_log=True, server_header=False)
