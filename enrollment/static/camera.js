@@ -1,7 +1,7 @@
 // The camera: open it, show it, grab JPEG frames, and collect good palm frames by asking the
 // server (/v1/capture/analyze) about one frame every ~300 ms.
 
-import { api, ApiError, sleep } from "./common.js";
+import { api, ApiError, setText, showScreen, sleep } from "./common.js";
 import { isGood, promptFor, PROMPTS } from "./prompts.js";
 
 /** Why the camera could not be opened: denied | not_found | in_use | unknown. */
@@ -78,6 +78,23 @@ export async function openCamera(video) {
     throw new CameraError("unknown");
   }
   return stream;
+}
+
+/**
+ * Open the camera into `video`, or show the page's camera-error screen with the reason
+ * (blocked, missing, in use). Resolves to the MediaStream, or null after showing the error.
+ */
+export async function startCamera(video) {
+  try {
+    return await openCamera(video);
+  } catch (err) {
+    const kind = err instanceof CameraError ? err.kind : "unknown";
+    const msg = CAMERA_MESSAGES[kind] || CAMERA_MESSAGES.unknown;
+    setText("camera-error-title", msg.title);
+    setText("camera-error-text", msg.text);
+    showScreen("camera-error");
+    return null;
+  }
 }
 
 /** Stop every track and detach the preview. */

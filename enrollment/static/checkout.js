@@ -4,7 +4,7 @@
 import {
   ApiError, api, bootKiosk, setText, showKeyRejected, showScreen, sleep,
 } from "./common.js";
-import { CAMERA_MESSAGES, CameraError, collectPalm, openCamera, stopCamera } from "./camera.js";
+import { collectPalm, startCamera, stopCamera } from "./camera.js";
 import { currencyExponent, formatMinor, toMinorUnits } from "./money.js";
 
 /** Good frames sent with one payment. */
@@ -97,16 +97,8 @@ async function pay() {
   updateMeter(0, FRAMES_PER_PAYMENT);
   $("stage").classList.remove("good");
   showScreen("camera");
-  try {
-    state.stream = await openCamera(video);
-  } catch (err) {
-    const kind = err instanceof CameraError ? err.kind : "unknown";
-    const msg = CAMERA_MESSAGES[kind] || CAMERA_MESSAGES.unknown;
-    setText("camera-error-title", msg.title);
-    setText("camera-error-text", msg.text);
-    showScreen("camera-error");
-    return;
-  }
+  state.stream = await startCamera(video);
+  if (!state.stream) return;
   state.abort = new AbortController();
   let frames;
   try {

@@ -5,7 +5,7 @@
 import {
   ApiError, api, bootKiosk, setText, showKeyRejected, showScreen,
 } from "./common.js";
-import { CAMERA_MESSAGES, CameraError, collectPalm, openCamera, stopCamera } from "./camera.js";
+import { collectPalm, startCamera, stopCamera } from "./camera.js";
 import { brandName, cardDigits, cardNumberProblem, parseExpiry } from "./money.js";
 
 /** Good frames needed per hand. */
@@ -72,16 +72,8 @@ async function capture(firstPrompt = null) {
   updateMeter(0, FRAMES_PER_HAND);
   $("stage").classList.remove("good");
   showScreen("camera");
-  try {
-    state.stream = await openCamera(video);
-  } catch (err) {
-    const kind = err instanceof CameraError ? err.kind : "unknown";
-    const msg = CAMERA_MESSAGES[kind] || CAMERA_MESSAGES.unknown;
-    setText("camera-error-title", msg.title);
-    setText("camera-error-text", msg.text);
-    showScreen("camera-error");
-    return;
-  }
+  state.stream = await startCamera(video);
+  if (!state.stream) return;
   state.abort = new AbortController();
   const keepFirstPromptUntil = firstPrompt ? performance.now() + 2500 : 0;
   let result;
