@@ -40,6 +40,7 @@ verify-hands: $(STAMP) mediapipe-reference
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench.py --out docs/bench.md
+	$(BIN)/python scripts/bench_api.py --out docs/bench_api.md
 
 # Accuracy on the real development sets (../shared/data), written to docs/.
 eval: $(STAMP)

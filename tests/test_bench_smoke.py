@@ -110,3 +110,14 @@ def test_exact_vs_approximate(report: str) -> None:
         rates = values[3:]  # recall and genuine-in-shortlist, two query bands
         assert all(0.0 <= v <= 1.0 for v in rates), row
     assert numeric_cells(rows[0])[3:] == [1.0, 1.0, 1.0, 1.0]  # exact search against itself
+
+
+def test_http_bench_quick_smoke(tmp_path):
+    """`scripts/bench_api.py --quick` runs end to end over HTTP and writes its table (no timing
+    is asserted: benchmarks measure, tests check that they work)."""
+    out = tmp_path / "bench_api.md"
+    subprocess.run([sys.executable, str(REPO / "scripts" / "bench_api.py"), "--quick", "--out",
+                    str(out)], check=True, capture_output=True, text=True, timeout=300)
+    report = out.read_text()
+    assert "| SQLite | `POST /v1/payments`, 4 frames, enrolled palm → succeeded |" in report
+    assert "palm_not_recognised" in report
