@@ -2,7 +2,7 @@
 // → good palm frames → POST /v1/payments → Approved / Declined / Not recognised.
 
 import {
-  ApiError, api, bootKiosk, setText, showKeyRejected, showScreen, sleep,
+  ApiError, api, bootKiosk, setText, showKeyRejected, showScreen, sleep, updateMeter,
 } from "./common.js";
 import { collectPalm, startCamera, stopCamera } from "./camera.js";
 import { currencyExponent, formatMinor, toMinorUnits } from "./money.js";
@@ -63,14 +63,6 @@ function scheduleReset() {
   clearTimeout(state.resetTimer);
   // A terminal that pushed the amount decides what comes next; a cashier's sale resets.
   if (state.sale && !state.sale.pushed) state.resetTimer = setTimeout(newSale, RESULT_RESET_MS);
-}
-
-function updateMeter(count, target) {
-  const bar = $("progress");
-  bar.setAttribute("aria-valuemax", String(target));
-  bar.setAttribute("aria-valuenow", String(count));
-  $("progress-fill").style.width = `${Math.round((100 * count) / target)}%`;
-  setText("progress-count", `${count} of ${target}`);
 }
 
 function onAmount(event) {

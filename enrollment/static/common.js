@@ -129,6 +129,16 @@ export function setText(id, text) {
 }
 
 /** Resolve after `ms` milliseconds, or reject with AbortError when `signal` fires. */
+/** Show `count` of `target` good frames on the page's progress meter (#progress). */
+export function updateMeter(count, target) {
+  const bar = document.getElementById("progress");
+  bar.setAttribute("aria-valuemax", String(target));
+  bar.setAttribute("aria-valuenow", String(count));
+  document.getElementById("progress-fill").style.width =
+    `${Math.round((100 * count) / target)}%`;
+  setText("progress-count", `${count} of ${target}`);
+}
+
 export function sleep(ms, signal) {
   return new Promise((resolve, reject) => {
     if (signal && signal.aborted) {

@@ -3,7 +3,7 @@
 // field is cleared right after. Nothing here is written to any storage or logged.
 
 import {
-  ApiError, api, bootKiosk, setText, showKeyRejected, showScreen,
+  ApiError, api, bootKiosk, setText, showKeyRejected, showScreen, updateMeter,
 } from "./common.js";
 import { collectPalm, startCamera, stopCamera } from "./camera.js";
 import { brandName, cardDigits, cardNumberProblem, parseExpiry } from "./money.js";
@@ -50,14 +50,6 @@ function stopCapture() {
   state.abort = null;
   stopCamera(state.stream, video);
   state.stream = null;
-}
-
-function updateMeter(count, target) {
-  const bar = $("progress");
-  bar.setAttribute("aria-valuemax", String(target));
-  bar.setAttribute("aria-valuenow", String(count));
-  $("progress-fill").style.width = `${Math.round((100 * count) / target)}%`;
-  setText("progress-count", `${count} of ${target}`);
 }
 
 function handWord(handedness) {
