@@ -23,7 +23,7 @@ from palmpay.config import Settings, get_settings
 from palmpay.dataset import scan
 from palmpay.embed import PalmEmbedder, code_scores
 from palmpay.index import Match, PalmIndex
-from palmpay.roi import PalmRoiExtractor, RoiResult, RoiStatus
+from palmpay.roi import PalmRoiExtractor, RoiResult, RoiStatus, palm_region
 
 __all__ = [
     "EnrollmentError",
@@ -34,8 +34,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-_PALM_POINTS = [0, 1, 5, 9, 13, 17]
 
 
 class EnrollmentError(ValueError):
@@ -121,10 +119,7 @@ class Recognizer:
         roi = self.extractor.track(image) if track else self.extractor.extract(image)
         if roi.hand is None:
             return roi, None
-        points = roi.hand.landmarks[_PALM_POINTS, :2]
-        x0, y0 = points.min(axis=0)
-        x1, y1 = points.max(axis=0)
-        region = (int(x0), int(y0), int(np.ceil(x1)), int(np.ceil(y1)))
+        region = palm_region(roi.hand)
         return roi, assess_quality(image, region, roi.palm_width, self.settings)
 
     # -- enrollment ------------------------------------------------------------------------

@@ -58,6 +58,7 @@ __all__ = [
     "detection_rect",
     "landmarks_rect",
     "palm_roi",
+    "palm_region",
     "pose_problem",
 ]
 
@@ -543,6 +544,15 @@ def pose_problem(hand: Hand) -> str:
 def palm_width_px(hand: Hand) -> float:
     """Index-MCP to pinky-MCP distance in frame pixels."""
     return float(np.linalg.norm(hand.landmarks[INDEX_MCP, :2] - hand.landmarks[PINKY_MCP, :2]))
+
+
+def palm_region(hand: Hand) -> tuple[int, int, int, int]:
+    """Bounding box ``(x0, y0, x1, y1)`` in frame pixels of the palm's landmarks (wrist, thumb
+    base and the four finger bases): the region the capture quality gates measure."""
+    points = hand.landmarks[[WRIST, 1, INDEX_MCP, MIDDLE_MCP, RING_MCP, PINKY_MCP], :2]
+    x0, y0 = points.min(axis=0)
+    x1, y1 = points.max(axis=0)
+    return int(x0), int(y0), int(np.ceil(x1)), int(np.ceil(y1))
 
 
 def check_image(image: object) -> str:

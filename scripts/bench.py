@@ -80,15 +80,19 @@ from palmpay.config import Settings
 from palmpay.embed import PalmEmbedder
 from palmpay.index import PalmIndex
 from palmpay.recognizer import Recognizer
-from palmpay.roi import Hand, PalmRoiExtractor, RotatedRect, detection_rect, palm_roi
+from palmpay.roi import (
+    Hand,
+    PalmRoiExtractor,
+    RotatedRect,
+    detection_rect,
+    palm_region,
+    palm_roi,
+)
 
 __all__ = ["main"]
 
 REPO = Path(__file__).resolve().parents[1]
 FRAME_SIZE = (640, 480)
-#: Landmarks whose bounding box is the palm region the quality gates measure (as in
-#: ``Recognizer.analyze``): wrist, thumb CMC and the four finger bases.
-PALM_POINTS = [0, 1, 5, 9, 13, 17]
 SAMPLES_PER_IDENTITY = 5
 #: Gallery and query-noise model (see the module docstring), fitted to compcode.onnx vectors of
 #: the Tongji sessions: common mean norm, total variance, and the variance of the i-th axis
@@ -249,10 +253,7 @@ def render_fixtures(extractor: PalmRoiExtractor, hands: int, seed: int
             continue
         rect = detection_rect(detections[0])
         hand = extractor.landmarker.run(frame, rect)
-        points = hand.landmarks[PALM_POINTS, :2]
-        x0, y0 = points.min(axis=0)
-        x1, y1 = points.max(axis=0)
-        region = (int(x0), int(y0), int(np.ceil(x1)), int(np.ceil(y1)))
+        region = palm_region(hand)
         fixtures.append(Fixture(frame, rect, hand, region, result.palm_width, result.roi))
     return fixtures, misses
 
