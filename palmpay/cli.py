@@ -96,12 +96,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_terminals_create(args: argparse.Namespace) -> int:
     from palmpay.api.keys import create_api_key
     from palmpay.config import get_settings
-    from palmpay.db import Database, upgrade
+    from palmpay.db import open_database
 
-    settings = get_settings()
-    db = Database(settings.resolved_database_url())
+    db = open_database(get_settings().resolved_database_url())
     try:
-        upgrade(db.engine)
         view, secret = create_api_key(db, args.name, args.scope)
     finally:
         db.dispose()

@@ -43,6 +43,7 @@ __all__ = [
     "make_engine",
     "normalise_url",
     "upgrade",
+    "open_database",
     "current_revision",
 ]
 
@@ -228,6 +229,14 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     with engine.begin() as connection:
         command.upgrade(_alembic_config(connection), revision)
     log.info("database at revision %s", current_revision(engine))
+
+
+def open_database(url: str) -> Database:
+    """A :class:`Database` on ``url`` with its schema migrated to head: what every entry point
+    (the service, the admin commands, the CLI) starts from."""
+    db = Database(url)
+    upgrade(db.engine)
+    return db
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -18,7 +18,7 @@ import logging
 from sqlalchemy import func, select
 
 from palmpay.config import Settings
-from palmpay.db import Database, upgrade
+from palmpay.db import Database, open_database
 from palmpay.payments import ledger
 from palmpay.payments.keys import (
     KeyringError,
@@ -38,9 +38,7 @@ log = logging.getLogger(__name__)
 
 
 def _database(settings: Settings) -> Database:
-    db = Database(settings.resolved_database_url())
-    upgrade(db.engine)
-    return db
+    return open_database(settings.resolved_database_url())
 
 
 def _rotatable_path(settings: Settings):

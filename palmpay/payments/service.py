@@ -47,7 +47,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from palmpay.config import Settings, get_settings
-from palmpay.db import Database, upgrade, utcnow
+from palmpay.db import Database, open_database, utcnow
 from palmpay.payments import ledger
 from palmpay.payments.cards import CardInput
 from palmpay.payments.errors import DECLINE_CODES, PaymentError
@@ -855,8 +855,7 @@ def build_service(
     :class:`SimulatedAcquirer` with ``PALMPAY_SIM_CARD_LIMIT``."""
     settings = settings or get_settings()
     keyring = load_keyring(settings)
-    db = Database(settings.resolved_database_url())
-    upgrade(db.engine)
+    db = open_database(settings.resolved_database_url())
     vault = CardVault(keyring, keyring_loader=lambda: load_keyring(settings))
     if processor is None:
         processor = SimulatedAcquirer(card_limit=settings.sim_card_limit)
