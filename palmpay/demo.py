@@ -26,7 +26,7 @@ import uvicorn
 
 from palmpay.api.app import create_app
 from palmpay.api.keys import create_api_key
-from palmpay.capture import Frame, open_source
+from palmpay.capture import open_source
 from palmpay.config import Settings
 from palmpay.recognizer import Presentation, Recognizer
 
@@ -70,14 +70,11 @@ def _jpeg(image: np.ndarray) -> bytes:
 def _presentations(video: Path) -> list[tuple[Presentation, list[np.ndarray]]]:
     """The terminal side: cut the video into presentations and keep each one's good frames."""
     with open_source(video) as source:
-        frames = {frame.index: frame.image for frame in source}
+        frames = list(source)
+    images = {frame.index: frame.image for frame in frames}
     terminal = Recognizer()  # nothing enrolled: used only to track hands and pick good frames
-    ordered = [frames[i] for i in sorted(frames)]
-    out = []
-    for item in terminal.replay(Frame(i, i / 15.0, image) for i, image in enumerate(ordered)):
-        if isinstance(item, Presentation):
-            out.append((item, [frames[i] for i in item.good_frames]))
-    return out
+    return [(item, [images[i] for i in item.good_frames])
+            for item in terminal.replay(frames) if isinstance(item, Presentation)]
 
 
 def _say(line: str) -> None:
