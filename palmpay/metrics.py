@@ -10,15 +10,24 @@ Identification functions take a score matrix ``(P, G)`` (probe × gallery entry)
 of its rows and columns; a gallery identity may have several entries. A probe is *mated* when
 its label occurs in the gallery, *non-mated* otherwise (open-set).
 
+Error counts on a finite sample are only so precise: :func:`binomial_interval` (Clopper–Pearson)
+and :func:`max_errors_consistent` turn a count of errors in ``n`` trials into what the sample can
+resolve, so that a check never hinges on one pair.
+
 Everything sorts each score array once and uses :func:`numpy.searchsorted`, so tens of millions
 of impostor scores are fine.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 __all__ = [
+    "binomial_cdf",
+    "binomial_interval",
+    "max_errors_consistent",
     "far_frr",
     "eer",
     "eer_threshold",
@@ -198,3 +207,70 @@ def false_alarm_rate(
     if has_mate.all():
         raise ValueError("every probe has a mate in the gallery: no non-mated probes")
     return float(np.mean(best_neg[~has_mate] >= threshold))
+
+
+def _binomial_logpmf(k: np.ndarray, n: int, p: float) -> np.ndarray:
+    lgamma = np.frompyfunc(math.lgamma, 1, 1)
+    k = np.asarray(k, dtype=np.float64)
+    log_choose = math.lgamma(n + 1) - lgamma(k + 1).astype(np.float64) - lgamma(
+        n - k + 1).astype(np.float64)
+    return log_choose + k * math.log(p) + (n - k) * math.log1p(-p)
+
+
+def binomial_cdf(k: int, n: int, p: float) -> float:
+    """``P(X <= k)`` for ``X ~ Binomial(n, p)``, summed in log space (no underflow at large n)."""
+    if n < 0 or not 0.0 <= p <= 1.0:
+        raise ValueError(f"need n >= 0 and 0 <= p <= 1, got n={n}, p={p}")
+    if k < 0:
+        return 0.0
+    if k >= n or p == 0.0:
+        return 1.0
+    if p == 1.0:
+        return 0.0
+    logpmf = _binomial_logpmf(np.arange(k + 1), n, p)
+    top = float(logpmf.max())
+    return min(1.0, math.exp(top) * float(np.exp(logpmf - top).sum()))
+
+
+def binomial_interval(errors: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Clopper–Pearson (exact) two-sided interval for an error rate seen as ``errors``/``trials``.
+
+    With 0 errors the lower end is 0 and the upper end the "rule of three" (≈ 3/n at 95 %).
+    """
+    if trials <= 0 or not 0 <= errors <= trials:
+        raise ValueError(f"need 0 <= errors <= trials and trials > 0, got {errors}/{trials}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    tail = (1.0 - confidence) / 2.0
+
+    def solve(target: float, k: int) -> float:  # the p at which P(X <= k) == target
+        lo, hi = 0.0, 1.0
+        for _ in range(100):
+            mid = (lo + hi) / 2.0
+            if binomial_cdf(k, trials, mid) > target:
+                lo = mid
+            else:
+                hi = mid
+        return (lo + hi) / 2.0
+
+    lower = 0.0 if errors == 0 else solve(1.0 - tail, errors - 1)
+    upper = 1.0 if errors == trials else solve(tail, errors)
+    return lower, upper
+
+
+def max_errors_consistent(trials: int, rate: float, confidence: float = 0.999) -> int:
+    """The most errors in ``trials`` that are still consistent with a true error rate ``rate``.
+
+    That is the ``confidence`` quantile of ``Binomial(trials, rate)``: a system whose true rate
+    is ``rate`` shows more errors than this in only ``1 - confidence`` of samples. A check that
+    asserts ``errors <= max_errors_consistent(n, target)`` fails when the sample shows the target
+    is missed, never because one pair landed on the wrong side.
+    """
+    if trials < 0 or not 0.0 <= rate <= 1.0:
+        raise ValueError(f"need trials >= 0 and 0 <= rate <= 1, got {trials}, {rate}")
+    k = int(trials * rate)
+    while binomial_cdf(k, trials, rate) < confidence:
+        k += max(1, int(math.sqrt(trials * rate)) // 8)
+    while k > 0 and binomial_cdf(k - 1, trials, rate) >= confidence:
+        k -= 1
+    return k

@@ -110,3 +110,35 @@ def test_open_set() -> None:
     assert metrics.false_alarm_rate(S, PL, GL, 0.45) == 0.0
     with pytest.raises(ValueError):
         metrics.false_alarm_rate(S[:2], PL[:2], GL, 0.5)
+
+
+def test_binomial_cdf_matches_exact_sums() -> None:
+    from math import comb
+
+    for k in range(11):
+        exact = sum(comb(10, i) for i in range(k + 1)) / 1024
+        assert metrics.binomial_cdf(k, 10, 0.5) == pytest.approx(exact, rel=1e-12)
+    assert metrics.binomial_cdf(-1, 10, 0.5) == 0.0
+    # log-space sums: exp(-n p) underflows a naive sum at this size
+    assert metrics.binomial_cdf(897, 8_970_000, 1e-4) == pytest.approx(0.5, abs=0.02)
+
+
+def test_binomial_interval_clopper_pearson() -> None:
+    lo, hi = metrics.binomial_interval(0, 1000, 0.95)
+    assert lo == 0.0 and hi == pytest.approx(1 - 0.025 ** (1 / 1000), rel=1e-9)  # rule of three
+    lo, hi = metrics.binomial_interval(3, 100, 0.95)
+    assert (lo, hi) == (pytest.approx(0.006229, abs=1e-5), pytest.approx(0.085171, abs=1e-5))
+    lo2, hi2 = metrics.binomial_interval(97, 100, 0.95)  # symmetric in errors <-> successes
+    assert (lo2, hi2) == (pytest.approx(1 - hi), pytest.approx(1 - lo))
+    with pytest.raises(ValueError):
+        metrics.binomial_interval(5, 4)
+
+
+def test_max_errors_consistent_is_the_binomial_quantile() -> None:
+    # Binomial(10, 0.5): P(X <= 8) = 0.9893, P(X <= 9) = 0.9990
+    assert metrics.max_errors_consistent(10, 0.5, 0.99) == 9
+    assert metrics.max_errors_consistent(10, 0.5, 0.98) == 8
+    assert metrics.max_errors_consistent(1000, 0.0) == 0
+    # 3 of 29,248 pairs at a 1e-4 target is no evidence of a miss; 10 is
+    allowed = metrics.max_errors_consistent(29_248, 1e-4, 0.999)
+    assert 3 < allowed < 10

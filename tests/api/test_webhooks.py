@@ -39,19 +39,28 @@ def test_sign_and_verify():
 
 
 class Receiver:
-    """An HTTP receiver on 127.0.0.1 answering from a script of status codes."""
+    """An HTTP receiver on 127.0.0.1 answering each event from a script of status codes.
 
-    def __init__(self, statuses: list[int]) -> None:
+    ``statuses`` maps an event type to the codes its successive attempts get (the last one
+    repeats); ``"*"`` is the script for any other type. Scripts are per event, never per arrival,
+    since the product promises no delivery order.
+    """
+
+    def __init__(self, statuses: dict[str, list[int]]) -> None:
         self.statuses = statuses
         self.requests: list[tuple[dict, bytes, int]] = []
+        self._lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                n = len(receiver.requests)
-                status = receiver.statuses[min(n, len(receiver.statuses) - 1)]
-                receiver.requests.append((dict(self.headers), body, status))
+                event = json.loads(body)
+                script = receiver.statuses.get(event["type"], receiver.statuses["*"])
+                with receiver._lock:
+                    n = sum(json.loads(b)["id"] == event["id"] for _, b, _ in receiver.requests)
+                    status = script[min(n, len(script) - 1)]
+                    receiver.requests.append((dict(self.headers), body, status))
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -62,6 +71,15 @@ class Receiver:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def attempts(self) -> dict[str, list[tuple[int, dict]]]:
+        """Per event type, the (status, event) of each attempt in arrival order."""
+        with self._lock:
+            out: dict[str, list[tuple[int, dict]]] = {}
+            for _, body, status in self.requests:
+                event = json.loads(body)
+                out.setdefault(event["type"], []).append((status, event))
+            return out
 
     def __enter__(self):
         self.thread.start()
@@ -83,7 +101,8 @@ def _wait(predicate, timeout=15.0):
 
 def test_events_are_delivered_signed_with_retries(api_factory):
     api = api_factory(webhook_backoff_s=0.1, webhook_poll_s=0.05, webhook_max_attempts=3)
-    with Receiver([500, 200]) as good, Receiver([503]) as down:
+    script = {"customer.created": [500, 200], "*": [200]}
+    with Receiver(script) as good, Receiver({"*": [503]}) as down:
         endpoints = {}
         for receiver in (good, down):
             r = api.client.post("/v1/webhook_endpoints", json={"url": receiver.url},
@@ -98,26 +117,32 @@ def test_events_are_delivered_signed_with_retries(api_factory):
         customer = api.enroll("ann").json()
         payment = api.pay("ann", 1250).json()
 
-        # customer.created fails once (500) then is delivered; payment.succeeded first time.
+        # Events may arrive in any order. Per event: customer.created fails once (500) and is
+        # retried until delivered; payment.succeeded is delivered at its first attempt.
         assert _wait(lambda: sum(s == 200 for _, _, s in good.requests) == 2), good.requests
         assert _wait(lambda: len(down.requests) == 6)  # 2 events × 3 attempts, then failed
         secret = endpoints[good]["secret"]
-        events = []
-        for headers, body, status in good.requests:
+        for headers, body, _status in good.requests:
             verify(secret, headers["PalmPay-Signature"], body)
             with pytest.raises(SignatureError):
                 verify(endpoints[down]["secret"], headers["PalmPay-Signature"], body)
-            event = json.loads(body)
-            assert headers["PalmPay-Event-Id"] == event["id"]
-            events.append((event["type"], status, event))
-        assert [(t, s) for t, s, _ in events] == [
-            ("customer.created", 500), ("customer.created", 200), ("payment.succeeded", 200)]
-        created = events[1][2]
+            assert headers["PalmPay-Event-Id"] == json.loads(body)["id"]
+        attempts = good.attempts()
+        assert sorted(attempts) == ["customer.created", "payment.succeeded"]
+        assert [s for s, _ in attempts["customer.created"]] == [500, 200]
+        assert [s for s, _ in attempts["payment.succeeded"]] == [200]
+        retried, created = attempts["customer.created"]
+        assert retried[1] == created[1]  # a retry re-sends the same event, same id
+        created = created[1]
         assert created["object"] == "event" and created["id"].startswith("evt_")
         assert created["data"]["object"]["id"] == customer["id"]
         assert created["data"]["object"]["card"]["last4"] == "4242"
         # Same shape as the API's payment; only the checkout response carries the shopper's name.
-        assert events[2][2]["data"]["object"] == {**payment, "customer_name": None}
+        succeeded = attempts["payment.succeeded"][0][1]
+        assert succeeded["data"]["object"] == {**payment, "customer_name": None}
+        assert {e["type"]: len(a) for e, a in
+                ((a[0][1], a) for a in down.attempts().values())} == {
+            "customer.created": 3, "payment.succeeded": 3}
         for _headers, body, _ in good.requests + down.requests:
             assert CARDS["visa"].encode() not in body
 
