@@ -48,11 +48,11 @@ lock:
 demo: $(STAMP)
 	$(BIN)/palmpay demo
 
-# The whole truth: lint + every suite (slow ones included) + the MediaPipe comparison when its
+# The whole truth: lint + every suite (PYTEST_ARGS passes extra pytest options) (slow ones included) + the MediaPipe comparison when its
 # reference venv could be built (it skips with a message otherwise).
 test: $(STAMP) mediapipe-reference
 	$(BIN)/ruff check $(LINTED)
-	PALMPAY_MEDIAPIPE_PYTHON=$(CURDIR)/$(MP_VENV)/bin/python $(BIN)/pytest -q
+	PALMPAY_MEDIAPIPE_PYTHON=$(CURDIR)/$(MP_VENV)/bin/python $(BIN)/pytest -q $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
