@@ -2,7 +2,9 @@
 
 Every knob of the recognition pipeline lives here so that a deployment can tune it without code
 changes; the decision threshold is not a setting but a property of the model (see
-``models/*.json``), chosen at a fixed false-accept rate by ``models/calibrate.py``.
+``models/*.json``), chosen at a fixed false-accept rate by ``models/calibrate.py``. The models
+default to the ones bundled with palmpay (:func:`palmpay.assets.path`); ``PALMPAY_MODEL_DIR``
+points elsewhere.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "get_settings", "REPO_MODELS_DIR"]
+from palmpay import assets
 
-REPO_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+__all__ = ["Settings", "get_settings"]
 
 
 class Settings(BaseSettings):
@@ -23,7 +25,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PALMPAY_", extra="ignore")
 
-    model_dir: Path = Field(REPO_MODELS_DIR, description="Folder holding the ONNX models.")
+    model_dir: Path = Field(
+        default_factory=lambda: assets.path("models"),
+        description="Folder holding the ONNX models (default: the models bundled with palmpay).",
+    )
     providers: list[str] = Field(
         default_factory=lambda: ["CPUExecutionProvider"],
         description="onnxruntime execution providers, in order of preference.",

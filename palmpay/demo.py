@@ -24,6 +24,7 @@ import httpx
 import numpy as np
 import uvicorn
 
+from palmpay import assets
 from palmpay.api.app import create_app
 from palmpay.api.keys import create_api_key
 from palmpay.capture import open_source
@@ -34,7 +35,7 @@ __all__ = ["DemoResult", "SEEDS_DIR", "run_demo"]
 
 log = logging.getLogger(__name__)
 
-SEEDS_DIR = Path(__file__).resolve().parent.parent / "seeds"
+SEEDS_DIR = assets.path("seeds")  # customers.json, gallery/<handle>/*.jpg, the checkout video
 
 
 @dataclass(frozen=True)

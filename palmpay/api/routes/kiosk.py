@@ -1,4 +1,4 @@
-"""The kiosk web app: public HTML pages and their static files, served from ``enrollment/``.
+"""The kiosk web app: public HTML pages and their static files, from the bundled ``enrollment/``.
 
 ``/kiosk/enroll``, ``/kiosk/checkout`` and ``/kiosk/unenroll`` are plain HTML pages (no build
 step, ES modules) that call the JSON API with the API key they read from the URL *fragment*
@@ -23,12 +23,15 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI, HTTPException
 from fastapi.responses import FileResponse, RedirectResponse
 
+from palmpay import assets
+
 __all__ = ["KIOSK_DIR", "KIOSK_PAGES", "SECURITY_HEADERS", "make_router", "mount_kiosk", "router"]
 
 log = logging.getLogger(__name__)
 
-#: The web app's folder: ``<repo>/enrollment`` (pages at its top, assets under ``static/``).
-KIOSK_DIR = Path(__file__).resolve().parents[3] / "enrollment"
+#: The web app's folder, ``enrollment`` bundled with palmpay (pages at its top, assets under
+#: ``static/``); see :mod:`palmpay.assets`.
+KIOSK_DIR = assets.path("enrollment")
 
 #: URL name → HTML file of each page.
 KIOSK_PAGES = {
