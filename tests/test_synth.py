@@ -150,7 +150,8 @@ def test_demo_clip_layout(monkeypatch: pytest.MonkeyPatch, ident0: HandIdentity)
         calls.append(who.seed)
         return [np.full((size[1], size[0], 3), 200, np.uint8)] * n
 
-    monkeypatch.setattr(synth, "presentation_frames", fake_presentation)
+    # demo_clip looks presentation_frames up in its own module, palmpay.synth.clips.
+    monkeypatch.setattr(synth.clips, "presentation_frames", fake_presentation)
     clip = synth.demo_clip(
         ident0, HandIdentity.from_seed(99), seed=0, size=SIZE, empty_frames=3, presentation_len=4
     )
