@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from palmpay.capture import Frame, Quality, assess_quality, read_image
+from palmpay.capture import Frame, read_image
+from palmpay.quality import Quality, assess_quality
 from palmpay.config import Settings, get_settings
 from palmpay.dataset import scan
 from palmpay.embed import PalmEmbedder, code_scores

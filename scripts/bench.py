@@ -75,7 +75,7 @@ import numpy as np
 import onnxruntime
 
 from palmpay import synth
-from palmpay.capture import assess_quality
+from palmpay.quality import assess_quality
 from palmpay.config import Settings
 from palmpay.embed import PalmEmbedder
 from palmpay.index import PalmIndex

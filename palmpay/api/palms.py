@@ -27,7 +27,7 @@ import numpy as np
 
 from palmpay.api.errors import ApiError
 from palmpay.api.images import UploadedImage
-from palmpay.capture import Quality
+from palmpay.quality import Quality
 from palmpay.config import Settings
 from palmpay.index import UnknownIdentityError
 from palmpay.recognizer import Recognizer
