@@ -30,7 +30,8 @@ from palmpay import metrics
 from palmpay.capture import read_image
 from palmpay.config import Settings, get_settings
 from palmpay.dataset import DatasetError, Sample, scan
-from palmpay.embed import PalmEmbedder, code_scores
+from palmpay.embed import PalmEmbedder
+from palmpay.match import code_scores
 
 __all__ = ["EvalReport", "EvalScores", "PROTOCOLS", "ROI_MODES", "evaluate", "plot_det"]
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from palmpay.embed import DEFAULT_MAX_SHIFT, code_scores
+from palmpay.match import DEFAULT_MAX_SHIFT, code_scores
 
 __all__ = ["DEFAULT_FACTORY", "Match", "PalmIndex", "UnknownIdentityError"]
 

@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from palmpay.capture import Frame, read_image
-from palmpay.quality import Quality, assess_quality
 from palmpay.config import Settings, get_settings
 from palmpay.dataset import scan
-from palmpay.embed import PalmEmbedder, code_scores
+from palmpay.embed import PalmEmbedder
 from palmpay.index import Match, PalmIndex
+from palmpay.match import code_scores
+from palmpay.quality import Quality, assess_quality
 from palmpay.roi import PalmRoiExtractor, RoiResult, RoiStatus, palm_region
 
 __all__ = [

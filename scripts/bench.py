@@ -75,10 +75,10 @@ import numpy as np
 import onnxruntime
 
 from palmpay import synth
-from palmpay.quality import assess_quality
 from palmpay.config import Settings
 from palmpay.embed import PalmEmbedder
 from palmpay.index import PalmIndex
+from palmpay.quality import assess_quality
 from palmpay.recognizer import Recognizer
 from palmpay.roi import (
     Hand,

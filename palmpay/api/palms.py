@@ -27,9 +27,9 @@ import numpy as np
 
 from palmpay.api.errors import ApiError
 from palmpay.api.images import UploadedImage
-from palmpay.quality import Quality
 from palmpay.config import Settings
 from palmpay.index import UnknownIdentityError
+from palmpay.quality import Quality
 from palmpay.recognizer import Recognizer
 from palmpay.roi import RoiResult
 
