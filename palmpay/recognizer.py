@@ -118,8 +118,10 @@ class Recognizer:
     ) -> None:
         self.settings = settings or get_settings()
         self.pipeline = pipeline or Pipeline(self.settings, extractor, embedder)
-        model = self.pipeline.embedder
-        self.index = index or PalmIndex(model.dim, model.code_bytes, max_shift=model.max_shift)
+        if index is None:
+            model = self.pipeline.embedder
+            index = PalmIndex(model.dim, model.code_bytes, max_shift=model.max_shift)
+        self.index = index
 
     @property
     def extractor(self) -> PalmRoiExtractor:
