@@ -37,6 +37,12 @@ SCORE_CLIP = 100.0
 LANDMARK_Z_NORMALIZE = 0.4  # TensorsToLandmarksCalculator normalize_z
 
 
+def _square_input(session: ort.InferenceSession) -> tuple[ort.InferenceSession, str, int]:
+    """The session, its (first) input's name and its side: N×3×side×side images."""
+    model_input = session.get_inputs()[0]
+    return session, model_input.name, int(model_input.shape[2])
+
+
 class PalmDetector:
     """MediaPipe palm detector (ONNX): finds palms and their 7 keypoints in a BGR frame.
 
@@ -48,11 +54,8 @@ class PalmDetector:
         self, settings: Settings | None = None, session: ort.InferenceSession | None = None
     ) -> None:
         settings = settings or get_settings()
-        self._session = session or open_session(
-            settings.model_path(settings.palm_detector), settings)
-        model_input = self._session.get_inputs()[0]
-        self._input_name = model_input.name
-        self.size = int(model_input.shape[2])
+        self._session, self._input_name, self.size = _square_input(
+            session or open_session(settings.model_path(settings.palm_detector), settings))
         self._outputs = {o.name: o.shape for o in self._session.get_outputs()}
         self._anchors = ssd_anchors(self.size)
         if self._outputs["scores"][1] != len(self._anchors):
@@ -113,11 +116,8 @@ class HandLandmarker:
         self, settings: Settings | None = None, session: ort.InferenceSession | None = None
     ) -> None:
         settings = settings or get_settings()
-        self._session = session or open_session(
-            settings.model_path(settings.hand_landmarker), settings)
-        model_input = self._session.get_inputs()[0]
-        self._input_name = model_input.name
-        self.size = int(model_input.shape[2])
+        self._session, self._input_name, self.size = _square_input(
+            session or open_session(settings.model_path(settings.hand_landmarker), settings))
 
     def run(self, image_bgr: np.ndarray, rect: RotatedRect) -> Hand:
         """Landmarks of the hand in ``rect`` (a square rotated rect), mapped to frame pixels."""
