@@ -16,7 +16,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from palmpay.evaluate import evaluate, plot_det
 
     scores = evaluate(args.dataset, roi=args.roi, protocol=args.protocol,
-                      workers=args.workers, progress=not args.no_progress)
+                      workers=args.workers, progress=not args.no_progress,
+                      gates=args.quality_gates)
     report = scores.report
     if args.plot:
         plot_det(scores, args.plot, f"{Path(args.dataset).name} ({args.protocol}, roi {args.roi})")
@@ -164,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", metavar="DET.png", help="save the DET curve to this PNG")
     p.add_argument("--workers", type=int, default=None, help="threads (default: all cores)")
+    p.add_argument("--quality-gates", action="store_true",
+                   help="with --roi detect, also apply the live quality gates (sharpness, "
+                        "exposure, palm size): only images that would be good frames count")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=_cmd_eval)
 

@@ -1,14 +1,26 @@
 """Offline evaluation of the recognition pipeline over a dataset folder (``palmpay eval``).
 
-Every image goes through the same stages as the live path (ROI detected from a full-hand photo,
-or ``given`` when the images already are palm ROIs), then every image-vs-image pair is scored with
-the code matcher — no sampling. Protocols:
+Every image goes through the same :class:`~palmpay.pipeline.Pipeline` as the live path, then
+every image-vs-image pair is scored with the code matcher (:func:`palmpay.match.code_scores`) —
+no sampling. What runs per image depends on ``roi``:
+
+- ``detect`` (full-hand photos): palm detection and landmarks on the still image (no tracking),
+  the pose gates and the palm cut, as the live path and the API run them on a frame. The
+  quality gates (sharpness, exposure, palm size, :mod:`palmpay.quality`) run only with
+  ``gates=True`` (``palmpay eval --quality-gates``): then an image is embedded only when it
+  would be a good frame live. They are off by default so that the reported numbers stay those of
+  the matcher on every detected ROI (on coep-dev they reject no image either way);
+- ``given`` (the images already are palm ROIs): no detection and no gate at all, since there is
+  no frame and no hand to measure; each image is only made a 128×128 grey ROI and embedded.
+
+Protocols:
 
 - ``all-pairs``: every pair of distinct images; rank-1 is leave-one-out.
 - ``sessions``: session-2 images (``s2_*``) probe session-1 images (``s1_*``), the standard
   enroll-then-probe-months-later protocol.
 
-Images whose ROI fails are counted in ``failed`` and left out of the pairs.
+Images that are not good (ROI or, with ``detect``, a quality gate failed) are counted in
+``failed`` and left out of the pairs.
 """
 
 from __future__ import annotations
@@ -22,15 +34,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import cv2
 import numpy as np
-from tqdm import tqdm
+from tqdm import tqdm  # type: ignore[import-untyped]  # no stubs: types-tqdm is not locked
 
 from palmpay import metrics
 from palmpay.capture import read_image
 from palmpay.config import Settings, get_settings
 from palmpay.dataset import DatasetError, Sample, scan
-from palmpay.embed import PalmEmbedder, code_scores
+from palmpay.embed import PalmEmbedder
+from palmpay.match import code_scores
+from palmpay.pipeline import Analysis, Pipeline
 
 __all__ = ["EvalReport", "EvalScores", "PROTOCOLS", "ROI_MODES", "evaluate", "plot_det"]
 
@@ -38,7 +51,6 @@ log = logging.getLogger(__name__)
 
 PROTOCOLS = ("all-pairs", "sessions")
 ROI_MODES = ("detect", "given")
-_ROI_SIZE = 128
 
 
 @dataclass(frozen=True)
@@ -90,29 +102,23 @@ class EvalScores:
         return metrics.far_frr(self.negatives, self.positives, self.threshold)
 
 
-def _given_roi(path: Path) -> np.ndarray:
-    gray = cv2.cvtColor(read_image(path), cv2.COLOR_BGR2GRAY)
-    if gray.shape != (_ROI_SIZE, _ROI_SIZE):
-        gray = cv2.resize(gray, (_ROI_SIZE, _ROI_SIZE), interpolation=cv2.INTER_AREA)
-    return gray
-
-
-def _roi_function(mode: str, settings: Settings) -> Callable[[Path], np.ndarray | None]:
+def _analyzer(mode: str, settings: Settings, embedder: PalmEmbedder, gates: bool
+              ) -> tuple[Pipeline, Callable[[Path], Analysis]]:
+    """The pipeline (for embedding) and a thread-safe path → :class:`Analysis` for ``mode``."""
+    shared = Pipeline(settings, embedder=embedder)
     if mode == "given":
-        return _given_roi
-    from palmpay.roi import PalmRoiExtractor
-
+        return shared, lambda path: shared.given(read_image(path))
     local = threading.local()
 
-    def detect(path: Path) -> np.ndarray | None:
-        if not hasattr(local, "extractor"):
-            local.extractor = PalmRoiExtractor(settings)
-        result = local.extractor.extract(read_image(path))
-        if not result.ok:
-            log.info("%s: %s", path, result.reason)
-        return result.roi if result.ok else None
+    def detect(path: Path) -> Analysis:
+        if not hasattr(local, "pipeline"):  # the extractor's ONNX sessions, one per thread
+            local.pipeline = Pipeline(settings, embedder=embedder, gates=gates)
+        analysis = local.pipeline.analyze(read_image(path))
+        if not analysis.good:
+            log.info("%s: %s", path, analysis.reason)
+        return analysis
 
-    return detect
+    return shared, detect
 
 
 def evaluate(
@@ -124,11 +130,14 @@ def evaluate(
     settings: Settings | None = None,
     embedder: PalmEmbedder | None = None,
     aliases: dict[str, str] | None = None,
+    gates: bool = False,
 ) -> EvalScores:
     """Evaluate the pipeline on ``root`` (``<palm-id>/<sample>.<ext>``).
 
-    ``roi`` is ``detect`` (find the palm in full-hand photos) or ``given`` (images are ROIs);
-    ``workers`` threads (default: all cores) run ROI extraction and embedding. ``aliases`` maps
+    ``roi`` is ``detect`` (find the palm in full-hand photos) or
+    ``given`` (images are ROIs; nothing is gated), see the module docstring; ``gates`` applies
+    the quality gates to detected ROIs (``detect`` only); ``workers`` threads
+    (default: all cores) run the pipeline. ``aliases`` maps
     palm folders known to hold the same palm as another (label noise) to that one.
     """
     if roi not in ROI_MODES:
@@ -145,19 +154,19 @@ def evaluate(
             raise DatasetError(f"{root}: sessions protocol needs files named s1_* and s2_*")
     workers = workers or os.cpu_count() or 1
     embedder = embedder or PalmEmbedder(settings)
-    extract = _roi_function(roi, settings)
+    pipeline, analyze = _analyzer(roi, settings, embedder, gates)
 
     start = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:
-        rois = list(tqdm(pool.map(extract, (s.path for s in samples)), total=len(samples),
-                         desc=f"roi ({roi})", unit="img", disable=not progress))
-        kept = [(s, r) for s, r in zip(samples, rois, strict=True) if r is not None]
+        analyses = list(tqdm(pool.map(analyze, (s.path for s in samples)), total=len(samples),
+                             desc=f"roi ({roi})", unit="img", disable=not progress))
+        kept = [(s, a) for s, a in zip(samples, analyses, strict=True) if a.good]
         if not kept:
-            raise DatasetError(f"{root}: no image gave a palm ROI")
+            raise DatasetError(f"{root}: no image gave a good palm ROI")
         batches = [kept[i:i + 64] for i in range(0, len(kept), 64)]
-        parts = list(tqdm(pool.map(lambda b: embedder.embed_many([r for _, r in b]), batches),
+        parts = list(tqdm(pool.map(lambda b: pipeline.templates([a for _, a in b]), batches),
                           total=len(batches), desc="embed", unit="batch", disable=not progress))
-    codes = np.concatenate([c for _, c in parts])
+    codes = np.stack([t.code for part in parts for t in part])
     extract_seconds = time.perf_counter() - start
     kept_samples = [s for s, _ in kept]
 

@@ -1,11 +1,12 @@
 """Index: 1:N palm search over FAISS with a shift-tolerant competitive-code re-rank.
 
 Every enrolled sample is one row: its compact vector goes into a FAISS index (inner product on
-unit vectors = cosine), its competitive code is kept beside it. :meth:`PalmIndex.search` asks
-FAISS for a shortlist of the ``k`` nearest samples, then scores the probe's code against every
-sample of every shortlisted identity with :func:`palmpay.embed.code_scores` and ranks identities
-by their best sample. The code score (0..1, higher is more alike) is the decision score; the
-vector only narrows the search.
+unit vectors = cosine), its competitive code is kept beside it. A probe is searched in two
+steps, each run once per probe: :meth:`PalmIndex.shortlist` asks FAISS for the identities of the
+``k`` nearest samples, and :meth:`PalmIndex.rerank` scores probe codes against every sample of
+given identities with :func:`palmpay.match.code_scores`, keeping each identity's best sample.
+:meth:`PalmIndex.search` is the two for one probe, identities ranked by that score. The code
+score (0..1, higher is more alike) is the decision score; the vector only narrows the search.
 
 The FAISS index is described by one factory string (``"IDMap2,Flat"``: exact search, by default)
 that :meth:`PalmIndex.save` writes beside the index, so :meth:`PalmIndex.load` rebuilds the same
@@ -17,13 +18,15 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-from palmpay.embed import DEFAULT_MAX_SHIFT, code_scores
+from palmpay.match import DEFAULT_MAX_SHIFT, code_scores
 
 __all__ = ["DEFAULT_FACTORY", "Match", "PalmIndex", "UnknownIdentityError"]
 
@@ -103,21 +106,20 @@ class PalmIndex:
         ids = self._samples_of.pop(identity, None)
         if not ids:
             raise UnknownIdentityError(identity)
-        self._faiss.remove_ids(np.asarray(ids, dtype=np.int64))
+        # faiss's stub types only the IDSelector overload; the SWIG wrapper also takes an array
+        # of int64 ids (and builds the selector itself).
+        self._faiss.remove_ids(np.asarray(ids, dtype=np.int64))  # type: ignore[arg-type]
         for sample_id in ids:
             del self._identity_of[sample_id]
             del self._codes[sample_id]
         return len(ids)
 
-    def search(self, vector: np.ndarray, code: np.ndarray, k: int = 50) -> list[Match]:
-        """Rank enrolled identities for one probe, best first.
-
-        ``k`` is the FAISS shortlist size in samples: larger is slower but less likely to miss the
-        right palm when the compact vector is noisy. Every sample of a shortlisted identity is then
-        re-scored with the shift-tolerant code matcher.
-        """
+    def shortlist(self, vector: np.ndarray, k: int = 50) -> dict[str, float]:
+        """The identities of the ``k`` samples nearest to ``vector`` (FAISS, cosine), each with
+        its best sample's cosine, in FAISS order (nearest first). Empty when nothing is
+        enrolled. This is the only FAISS query of a probe; :meth:`rerank` scores its codes."""
         if len(self) == 0:
-            return []
+            return {}
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, self.dim)
         cosines, ids = self._faiss.search(query, min(k, len(self)))
         best_cosine: dict[str, float] = {}
@@ -126,23 +128,44 @@ class PalmIndex:
                 continue
             who = self._identity_of[sample_id]
             best_cosine[who] = max(best_cosine.get(who, -1.0), cosine)
-        rows = [i for who in best_cosine for i in self._samples_of[who]]
-        gallery = np.stack([self._codes[i] for i in rows])
-        probe = np.asarray(code, dtype=np.uint8).reshape(1, -1)
-        scores = code_scores(probe, gallery, max_shift=self.max_shift)[0]
-        best: dict[str, float] = {}
-        for sample_id, score in zip(rows, scores.tolist(), strict=True):
-            who = self._identity_of[sample_id]
-            best[who] = max(best.get(who, 0.0), score)
-        ranked = sorted(best, key=lambda who: best[who], reverse=True)
-        return [Match(who, best[who], best_cosine[who]) for who in ranked]
+        return best_cosine
 
-    def codes_of(self, identities: list[str]) -> tuple[list[str], np.ndarray]:
-        """Every enrolled sample's (identity, code) for ``identities``, for fused re-scoring."""
-        rows = [i for who in identities for i in self._samples_of.get(who, ())]
-        codes = np.stack([self._codes[i] for i in rows]) if rows else np.zeros(
-            (0, self.code_bytes), np.uint8)
-        return [self._identity_of[i] for i in rows], codes
+    def rerank(self, codes: np.ndarray, identities: Sequence[str]) -> np.ndarray:
+        """Code score of each probe code against each identity's best enrolled sample.
+
+        :param codes: (P, B) uint8 probe codes (a single (B,) code is P = 1).
+        :param identities: enrolled identities to score (e.g. a :meth:`shortlist`).
+        :returns: (P, len(identities)) float32: for every probe and identity, the maximum of
+            :func:`palmpay.match.code_scores` over that identity's samples.
+        """
+        probe = np.asarray(codes, dtype=np.uint8).reshape(-1, self.code_bytes)
+        rows: list[int] = []
+        bounds = [0]
+        for who in identities:
+            if who not in self._samples_of:
+                raise UnknownIdentityError(who)
+            rows.extend(self._samples_of[who])
+            bounds.append(len(rows))
+        if not rows:
+            return np.zeros((len(probe), 0), np.float32)
+        gallery = np.stack([self._codes[i] for i in rows])
+        scores = code_scores(probe, gallery, max_shift=self.max_shift)
+        return np.stack([scores[:, a:b].max(axis=1) for a, b in pairwise(bounds)], axis=1)
+
+    def search(self, vector: np.ndarray, code: np.ndarray, k: int = 50) -> list[Match]:
+        """Rank enrolled identities for one probe, best first: :meth:`shortlist` then
+        :meth:`rerank`.
+
+        ``k`` is the FAISS shortlist size in samples: larger is slower but less likely to miss the
+        right palm when the compact vector is noisy. Every sample of a shortlisted identity is then
+        re-scored with the shift-tolerant code matcher.
+        """
+        cosines = self.shortlist(vector, k)
+        if not cosines:
+            return []
+        scores = dict(zip(cosines, self.rerank(code, list(cosines))[0].tolist(), strict=True))
+        ranked = sorted(scores, key=lambda who: scores[who], reverse=True)
+        return [Match(who, scores[who], cosines[who]) for who in ranked]
 
     def save(self, folder: str | Path) -> None:
         """Write the FAISS index, its factory string, the sample→identity map and the codes."""

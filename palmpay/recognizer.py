@@ -1,29 +1,40 @@
-"""The live path: frame → quality + ROI → template → 1:N match, and presentation fusion.
+"""The live path: frames → :class:`~palmpay.pipeline.Pipeline` templates → 1:N search →
+presentation decision.
 
 A *presentation* is one hand held over the camera: the frames from the first one with a hand to
 the last one before ``presentation_gap`` hand-less frames. Its decision fuses the first
 ``presentation_frames`` *good* frames (palm ROI found and every quality gate passed): each
 identity's score is the mean, over those frames, of its best enrolled sample's code score, and
 the best identity is a ``match`` when that mean reaches the model's calibrated threshold
-(``models/compcode.json``, chosen at a fixed false-accept rate), otherwise ``unknown``. A
-presentation with no good frame at all is ``no_palm``.
+(``models/compcode.json``, chosen at a fixed false-accept rate), otherwise ``unknown``
+(:mod:`palmpay.decision`). A presentation with no good frame at all is ``no_palm``.
+
+:class:`Recognizer` holds the enrolled index and the presentation state only; every frame goes
+through its :class:`~palmpay.pipeline.Pipeline`. Each probe frame is scored once: its FAISS
+shortlist is taken once (:meth:`PalmIndex.shortlist`) and its code is re-ranked once against
+its shortlist (which gives the frame's own best match, :attr:`FrameResult.best`); when the
+presentation ends, each fused frame is re-ranked only against the candidates of the other
+frames' shortlists it has not been scored against yet, and the scores are fused.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from palmpay.capture import Frame, Quality, assess_quality, read_image
+from palmpay import decision
+from palmpay.capture import Frame, read_image
 from palmpay.config import Settings, get_settings
 from palmpay.dataset import scan
-from palmpay.embed import PalmEmbedder, code_scores
+from palmpay.embed import PalmEmbedder, Template
 from palmpay.index import Match, PalmIndex
-from palmpay.roi import PalmRoiExtractor, RoiResult, RoiStatus, palm_region
+from palmpay.pipeline import Pipeline
+from palmpay.quality import Quality
+from palmpay.roi import PalmRoiExtractor, RoiStatus
 
 __all__ = [
     "EnrollmentError",
@@ -93,7 +104,9 @@ class Presentation:
 
 
 class Recognizer:
-    """Enroll palms and recognise them in frames, with the stages built from ``settings``."""
+    """Enroll palms and recognise them in frames, with the stages built from ``settings``
+    (or the given ``pipeline``, or ``extractor`` / ``embedder``) and an index sized for the
+    embedder."""
 
     def __init__(
         self,
@@ -101,26 +114,27 @@ class Recognizer:
         extractor: PalmRoiExtractor | None = None,
         embedder: PalmEmbedder | None = None,
         index: PalmIndex | None = None,
+        pipeline: Pipeline | None = None,
     ) -> None:
         self.settings = settings or get_settings()
-        self.extractor = extractor or PalmRoiExtractor(self.settings)
-        self.embedder = embedder or PalmEmbedder(self.settings)
-        self.index = index or PalmIndex(
-            self.embedder.dim, self.embedder.code_bytes, max_shift=self.embedder.max_shift)
+        self.pipeline = pipeline or Pipeline(self.settings, extractor, embedder)
+        if index is None:
+            model = self.pipeline.embedder
+            index = PalmIndex(model.dim, model.code_bytes, max_shift=model.max_shift)
+        self.index = index
+
+    @property
+    def extractor(self) -> PalmRoiExtractor:
+        return self.pipeline.extractor
+
+    @property
+    def embedder(self) -> PalmEmbedder:
+        return self.pipeline.embedder
 
     @property
     def threshold(self) -> float:
         """Decision threshold on the code score, calibrated at the model's fixed FAR."""
         return self.embedder.threshold
-
-    # -- per frame -------------------------------------------------------------------------
-    def analyze(self, image: np.ndarray, track: bool = False) -> tuple[RoiResult, Quality | None]:
-        """ROI (tracking across calls when ``track``) and quality of one frame."""
-        roi = self.extractor.track(image) if track else self.extractor.extract(image)
-        if roi.hand is None:
-            return roi, None
-        region = palm_region(roi.hand)
-        return roi, assess_quality(image, region, roi.palm_width, self.settings)
 
     # -- enrollment ------------------------------------------------------------------------
     def enroll(self, identity: str, images: Iterable[tuple[str, np.ndarray]]) -> EnrollReport:
@@ -129,20 +143,17 @@ class Recognizer:
         Samples whose ROI or quality fails are skipped and reported; raises
         :class:`EnrollmentError` when none is usable.
         """
-        rois, rejected = [], {}
+        good, rejected = [], {}
         for name, image in images:
-            roi, quality = self.analyze(image)
-            if not roi.ok:
-                rejected[name] = roi.reason
-            elif quality is None or not quality.ok:
-                rejected[name] = "quality: " + ", ".join(quality.problems if quality else ())
+            analysis = self.pipeline.analyze(image)
+            if analysis.good:
+                good.append(analysis)
             else:
-                rois.append(roi.roi)
-        if not rois:
+                rejected[name] = analysis.reason
+        if not good:
             raise EnrollmentError(f"{identity}: no usable palm sample ({rejected})")
-        vectors, codes = self.embedder.embed_many(rois)
-        self.index.add(identity, vectors, codes)
-        return EnrollReport(identity, len(rois), rejected)
+        self.add(identity, self.pipeline.templates(good))
+        return EnrollReport(identity, len(good), rejected)
 
     def enroll_folder(self, gallery: str | Path) -> list[EnrollReport]:
         """Enroll every ``<gallery>/<identity>/`` folder of images; unusable palms are logged."""
@@ -158,53 +169,45 @@ class Recognizer:
                 reports.append(EnrollReport(identity, 0, {"*": str(err)}))
         return reports
 
-    # -- identification --------------------------------------------------------------------
-    def identify(self, templates: list[tuple[np.ndarray, np.ndarray]]) -> tuple[str | None, float]:
-        """Fuse several good frames' (vector, code) templates into (best identity, score).
+    def add(self, identity: str, templates: Sequence[Template]) -> None:
+        """Add ``templates`` to the index as samples of ``identity``."""
+        self.index.add(identity, np.stack([t.vector for t in templates]),
+                       np.stack([t.code for t in templates]))
 
-        Returns ``(None, 0.0)`` when nothing is enrolled. The caller compares the score with
-        :attr:`threshold`.
+    def remove(self, identity: str) -> int:
+        """Remove every sample of ``identity`` from the index; returns how many were removed
+        (raises :class:`~palmpay.index.UnknownIdentityError` when it is not enrolled)."""
+        return self.index.remove(identity)
+
+    # -- identification --------------------------------------------------------------------
+    def identify(self, templates: Sequence[Template]) -> tuple[str | None, float]:
+        """Fuse several good frames' templates into (best identity, score).
+
+        Each template's shortlist is taken once and all codes are re-ranked against the union
+        of the shortlists in one call. Returns ``(None, 0.0)`` when nothing is enrolled. The
+        caller compares the score with :attr:`threshold` (:func:`palmpay.decision.decide`).
         """
-        candidates: set[str] = set()
-        for vector, code in templates:
-            candidates.update(m.identity for m in self.index.search(
-                vector, code, self.settings.shortlist_k))
-        if not candidates:
-            return None, 0.0
-        owners, gallery = self.index.codes_of(sorted(candidates))
-        scores = code_scores(np.stack([code for _, code in templates]), gallery,
-                             max_shift=self.embedder.max_shift)
-        owner_array = np.asarray(owners)
-        fused = {
-            who: float(scores[:, owner_array == who].max(axis=1).mean())
-            for who in sorted(candidates)
-        }
-        best = max(fused, key=fused.__getitem__)
-        return best, fused[best]
+        return self._fuse([self._probe(t, rerank=False) for t in templates])
 
     def replay(self, frames: Iterable[Frame]) -> Iterator[FrameResult | Presentation]:
         """Run the live path over frames, yielding every :class:`FrameResult` and, when each
         presentation ends, its :class:`Presentation`."""
-        self.extractor.reset()
+        self.pipeline.reset()
         state: _Open | None = None
         number = 0
         for frame in frames:
-            roi, quality = self.analyze(frame.image, track=True)
-            best = None
-            seen = roi.status not in (RoiStatus.NO_HAND, RoiStatus.INVALID_IMAGE)
-            result_good = roi.ok and quality is not None and quality.ok
-            if result_good:
-                vector, code = (a[0] for a in self.embedder.embed_many([roi.roi]))
-                matches = self.index.search(vector, code, self.settings.shortlist_k)
-                best = matches[0] if matches else None
-            yield FrameResult(frame.index, frame.timestamp, roi.status, roi.reason, quality, best)
-            if seen:
+            analysis = self.pipeline.template(frame.image, track=True)
+            roi = analysis.roi
+            probe = None if analysis.template is None else self._probe(analysis.template)
+            yield FrameResult(frame.index, frame.timestamp, roi.status, roi.reason,
+                              analysis.quality, None if probe is None else probe.best())
+            if roi.status not in (RoiStatus.NO_HAND, RoiStatus.INVALID_IMAGE):
                 if state is None:
                     number += 1
                     state = _Open(number, frame.index)
                 state.last_frame, state.misses = frame.index, 0
-                if result_good and len(state.templates) < self.settings.presentation_frames:
-                    state.templates.append((vector, code))
+                if probe is not None and len(state.probes) < self.settings.presentation_frames:
+                    state.probes.append(probe)
                     state.good_frames.append(frame.index)
             elif state is not None:
                 state.misses += 1
@@ -214,15 +217,57 @@ class Recognizer:
         if state is not None:
             yield self._decide(state)
 
+    def _probe(self, template: Template, rerank: bool = True) -> _Probe:
+        """One probe frame: its shortlist (the one FAISS query), and with ``rerank`` its code
+        scored against that shortlist."""
+        probe = _Probe(template, self.index.shortlist(template.vector, self.settings.shortlist_k))
+        if rerank and probe.shortlist:
+            names = list(probe.shortlist)
+            probe.scores.update(zip(names, self.index.rerank(template.code, names)[0].tolist(),
+                                    strict=True))
+        return probe
+
+    def _fuse(self, probes: Sequence[_Probe]) -> tuple[str | None, float]:
+        """Score every probe against the union of the shortlists, each (probe, identity) pair
+        once, then fuse (:func:`palmpay.decision.fuse`)."""
+        union = sorted(set().union(*(p.shortlist for p in probes)))
+        if not union:
+            return None, 0.0
+        fresh = [p for p in probes if not p.scores]
+        if fresh:
+            block = self.index.rerank(np.stack([p.template.code for p in fresh]), union)
+            for probe, row in zip(fresh, block, strict=True):
+                probe.scores.update(zip(union, row.tolist(), strict=True))
+        for probe in probes:
+            missing = [who for who in union if who not in probe.scores]
+            if missing:
+                scores = self.index.rerank(probe.template.code, missing)[0]
+                probe.scores.update(zip(missing, scores.tolist(), strict=True))
+        return decision.fuse([p.scores for p in probes])
+
     def _decide(self, state: _Open) -> Presentation:
-        if not state.templates:
-            return Presentation(state.number, state.first_frame, state.last_frame, "no_palm",
-                                None, None, ())
-        identity, score = self.identify(state.templates)
-        decision = "match" if identity is not None and score >= self.threshold else "unknown"
-        return Presentation(state.number, state.first_frame, state.last_frame, decision,
-                            identity if decision == "match" else None, score,
-                            tuple(state.good_frames))
+        if not state.probes:
+            verdict = decision.NO_PALM
+        else:
+            verdict = decision.decide(*self._fuse(state.probes), self.threshold)
+        return Presentation(state.number, state.first_frame, state.last_frame, verdict.decision,
+                            verdict.identity, verdict.score, tuple(state.good_frames))
+
+
+@dataclass
+class _Probe:
+    """One probe frame's template, shortlist (identity → cosine) and code scores so far."""
+
+    template: Template
+    shortlist: dict[str, float]
+    scores: dict[str, float] = field(default_factory=dict)
+
+    def best(self) -> Match | None:
+        """This frame's own top match (its shortlist re-ranked), ties in shortlist order."""
+        if not self.scores:
+            return None
+        who = max(self.shortlist, key=self.scores.__getitem__)
+        return Match(who, self.scores[who], self.shortlist[who])
 
 
 @dataclass
@@ -231,5 +276,5 @@ class _Open:
     first_frame: int
     last_frame: int = -1
     misses: int = 0
-    templates: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    probes: list[_Probe] = field(default_factory=list)
     good_frames: list[int] = field(default_factory=list)

@@ -23,7 +23,7 @@ median:
    search time does not depend on what the vectors look like, only on their number. The FAISS
    part alone is timed too, so the cost of the code re-rank (numpy matrix products) and of the
    Python bookkeeping is visible.
-3. **End-to-end live path** per frame: ``Recognizer.analyze(track=True)`` + embed + search in the
+3. **End-to-end live path** per frame: ``Pipeline.analyze(track=True)`` + embed + search in the
    10k gallery, on the steady-hand clip.
 4. **Exact vs approximate FAISS** at 100k: ``Flat`` (what ``PalmIndex`` uses) against
    ``IVF1024,Flat`` at two ``nprobe`` values: build time, single-query time, recall@k of the
@@ -66,7 +66,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -75,11 +75,11 @@ import numpy as np
 import onnxruntime
 
 from palmpay import synth
-from palmpay.capture import assess_quality
 from palmpay.config import Settings
 from palmpay.embed import PalmEmbedder
 from palmpay.index import PalmIndex
-from palmpay.recognizer import Recognizer
+from palmpay.pipeline import Pipeline
+from palmpay.quality import assess_quality
 from palmpay.roi import (
     Hand,
     PalmRoiExtractor,
@@ -365,21 +365,21 @@ def search_latencies(galleries: dict[int, tuple[PalmIndex, np.ndarray, np.ndarra
 def end_to_end(settings: Settings, extractor: PalmRoiExtractor, embedder: PalmEmbedder,
                index: PalmIndex, clip: list[np.ndarray], plan: Plan
                ) -> tuple[tuple[int, Timing], str]:
-    """Section 3: analyze(track=True) + embed + search, per frame of the steady-hand clip."""
-    recognizer = Recognizer(settings, extractor=extractor, embedder=embedder, index=index)
-    recognizer.extractor.reset()
+    """Section 3: Pipeline.analyze(track=True) + embed + search, per frame of the clip."""
+    pipeline = Pipeline(settings, extractor=extractor, embedder=embedder)
+    pipeline.reset()
     searched, good = [], []
 
     def live(frame: np.ndarray) -> None:
-        roi, quality = recognizer.analyze(frame, track=True)
-        if roi.ok:
-            template = embedder.embed(roi.roi)
+        analysis = pipeline.analyze(frame, track=True)
+        if analysis.roi.ok:
+            [template] = pipeline.templates([replace(analysis, quality=None)])
             index.search(template.vector, template.code, settings.shortlist_k)
-        searched.append(roi.ok)
-        good.append(roi.ok and quality is not None and quality.ok)
+        searched.append(analysis.roi.ok)
+        good.append(analysis.roi.ok and analysis.quality is not None and analysis.quality.ok)
 
     timing = measure(live, clip, plan.runs)
-    recognizer.extractor.reset()
+    pipeline.reset()
     note = (f"{sum(searched)}/{len(searched)} frames reached embed + search (the rest stop "
             f"after the ROI stage); {sum(good)}/{len(good)} also passed every quality gate "
             "(`Recognizer.replay` only embeds and searches those).")
@@ -549,7 +549,7 @@ def render_report(*, command: str, plan: Plan, quick: bool, threads: int, shortl
     live_ms = t.median
     lines += [
         "", "## End-to-end live path", "",
-        f"Per frame: `Recognizer.analyze(track=True)` (tracking ROI + quality) + "
+        f"Per frame: `Pipeline.analyze(track=True)` (tracking ROI + quality) + "
         f"`PalmEmbedder.embed` + `PalmIndex.search` in a {n:,}-sample gallery, on the "
         f"steady-hand clip; embed and search run whenever the ROI is found. {plan.runs} frames.",
         "",

@@ -4,8 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from palmpay.capture import SourceError, assess_quality, open_source, read_image
-from palmpay.config import Settings
+from palmpay.capture import SourceError, open_source, read_image
 
 
 def _texture(seed: int = 0, shape=(240, 320)) -> np.ndarray:
@@ -54,26 +53,3 @@ def test_single_image_and_errors(tmp_path):
     bad_video.write_bytes(b"not a video at all")
     with pytest.raises(SourceError):
         list(open_source(bad_video))
-
-
-def test_quality_gates():
-    settings = Settings()
-    sharp = _texture()
-    region = (40, 40, 280, 200)
-    good = assess_quality(sharp, region, palm_width=160, settings=settings)
-    assert good.ok, good
-    blurred = assess_quality(cv2.GaussianBlur(sharp, (0, 0), 6), region, 160, settings)
-    assert "blurred" in blurred.problems and blurred.sharpness < good.sharpness
-    dark = assess_quality((sharp * 0.1).astype(np.uint8), region, 160, settings)
-    assert "too_dark" in dark.problems
-    bright = assess_quality(np.full_like(sharp, 250), region, 160, settings)
-    assert "too_bright" in bright.problems
-    small = assess_quality(sharp, region, palm_width=10, settings=settings)
-    assert small.problems == ("palm_too_small",)
-    assert small.palm_fraction == pytest.approx(10 / 240)
-
-
-def test_quality_thresholds_come_from_settings():
-    sharp = _texture()
-    strict = Settings(min_sharpness=1e9)
-    assert "blurred" in assess_quality(sharp, None, 200, strict).problems

@@ -74,6 +74,7 @@ def test_presentation_clip_is_tracked(extractor) -> None:  # noqa: ANN001
 def test_synthetic_palms_are_distinguishable(extractor) -> None:  # noqa: ANN001
     """Genuine pairs (same palm, different variations) outscore every impostor pair."""
     embed = pytest.importorskip("palmpay.embed", reason="palmpay.embed is not importable")
+    match = pytest.importorskip("palmpay.match", reason="palmpay.match is not importable")
     try:
         embedder = embed.PalmEmbedder(load_meta=False)
     except FileNotFoundError as exc:
@@ -88,7 +89,7 @@ def test_synthetic_palms_are_distinguishable(extractor) -> None:  # noqa: ANN001
             labels.append(seed)
             rois.append(result.roi)
     _, codes = embedder.embed_many(rois)
-    scores = embed.code_scores(codes, codes, embedder.max_shift)
+    scores = match.code_scores(codes, codes, embedder.max_shift)
     lab = np.array(labels)
     upper = np.triu(np.ones_like(scores, dtype=bool), 1)
     genuine = scores[upper & (lab[:, None] == lab[None, :])]

@@ -48,6 +48,7 @@ from palmpay.api.schemas import Problem, api_object
 from palmpay.api.webhooks import WebhookDispatcher, record_event
 from palmpay.config import Settings, get_settings
 from palmpay.db import utcnow
+from palmpay.embed import Template
 from palmpay.payments.service import build_service
 from palmpay.recognizer import Recognizer
 
@@ -84,7 +85,8 @@ def build_state(
 
     service = build_service(settings, on_event=on_event)
     palms = PalmDirectory(recognizer or Recognizer(settings), settings)
-    palms.load(service.templates())
+    # TODO(pay-merge): PaymentService.templates() will yield (customer_id, Template) pairs.
+    palms.load((r.customer_id, Template(r.vector, r.code)) for r in service.templates())
     dispatcher = WebhookDispatcher(
         service.db, settings, clock=clock,
         maintenance=lambda: purge_expired(service.db, clock()),

@@ -10,9 +10,11 @@ after the database transaction that enrolls or deletes a customer has committed.
   when fewer than ``Settings.enroll_min_samples`` are usable.
 - :meth:`PalmDirectory.identify` is a checkout: the first ``presentation_frames`` good frames are
   fused by :meth:`Recognizer.identify` and the best customer is returned when its score reaches
-  the model's calibrated threshold.
+  the model's calibrated threshold (:func:`palmpay.decision.decide`).
 
-Analysis (ONNX sessions) runs without the lock; only index reads and writes take it.
+Every image goes through the recognizer's :class:`~palmpay.pipeline.Pipeline`, as in the live
+path. Templates are :class:`palmpay.embed.Template`. Analysis (ONNX sessions) runs without the
+lock; only index reads and writes take it.
 """
 
 from __future__ import annotations
@@ -23,49 +25,48 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import numpy as np
-
+from palmpay import decision
 from palmpay.api.errors import ApiError
 from palmpay.api.images import UploadedImage
-from palmpay.capture import Quality
 from palmpay.config import Settings
+from palmpay.embed import Template
 from palmpay.index import UnknownIdentityError
+from palmpay.pipeline import Analysis as FrameAnalysis
+from palmpay.quality import Quality
 from palmpay.recognizer import Recognizer
 from palmpay.roi import RoiResult
 
-__all__ = ["Analysis", "PalmDirectory", "Template"]
+__all__ = ["Analysis", "PalmDirectory"]
 
 log = logging.getLogger(__name__)
-
-#: One palm sample: (vector float32 (D,), code uint8 (B,)).
-Template = tuple[np.ndarray, np.ndarray]
 
 
 @dataclass(frozen=True, eq=False)
 class Analysis:
-    """One analysed image: its ROI result and quality, and whether it is usable."""
+    """One analysed uploaded image: the pipeline's :class:`~palmpay.pipeline.Analysis` of it."""
 
     image: UploadedImage
-    roi: RoiResult
-    quality: Quality | None
+    frame: FrameAnalysis
+
+    @property
+    def roi(self) -> RoiResult:
+        return self.frame.roi
+
+    @property
+    def quality(self) -> Quality | None:
+        return self.frame.quality
 
     @property
     def good(self) -> bool:
-        return self.roi.ok and self.quality is not None and self.quality.ok
+        return self.frame.good
 
     @property
     def status(self) -> str:
-        if not self.roi.ok:
-            return self.roi.status.value
-        return "ok" if self.good else "low_quality"
+        return self.frame.status
 
     @property
     def reason(self) -> str:
-        if not self.roi.ok:
-            return self.roi.reason
-        if self.quality is not None and not self.quality.ok:
-            return "quality: " + ", ".join(self.quality.problems)
-        return "ok"
+        return self.frame.reason
 
     def as_dict(self) -> dict[str, str]:
         return {"image": self.image.part, "filename": self.image.filename,
@@ -97,30 +98,29 @@ class PalmDirectory:
             return len(self.recognizer.index)
 
     # -- index maintenance -------------------------------------------------------------------
-    def load(self, records: Iterable[object]) -> int:
-        """Rebuild the index from ``TemplateRecord``-like objects (``customer_id``, ``vector``,
-        ``code``); returns the number of customers."""
+    def load(self, records: Iterable[tuple[str, Template]]) -> int:
+        """Rebuild the index from ``(customer_id, template)`` pairs; returns the number of
+        customers."""
         by_customer: dict[str, list[Template]] = {}
-        for record in records:
-            by_customer.setdefault(record.customer_id, []).append((record.vector, record.code))
+        for customer_id, template in records:
+            by_customer.setdefault(customer_id, []).append(template)
         with self._lock:
             for who in list(self.recognizer.index.identities):
-                self.recognizer.index.remove(who)
+                self.recognizer.remove(who)
             for who, templates in by_customer.items():
-                vectors, codes = (np.stack(a) for a in zip(*templates, strict=True))
-                self.recognizer.index.add(who, vectors, codes)
+                self.recognizer.add(who, templates)
         log.info("palm index rebuilt: %d customers", len(by_customer))
         return len(by_customer)
 
-    def add(self, customer_id: str, vectors: np.ndarray, codes: np.ndarray) -> None:
+    def add(self, customer_id: str, templates: Sequence[Template]) -> None:
         with self._lock:
-            self.recognizer.index.add(customer_id, vectors, codes)
+            self.recognizer.add(customer_id, templates)
 
     def remove(self, customer_id: str) -> int:
         """Forget a customer's palms; returns the samples removed (0 if none were indexed)."""
         with self._lock:
             try:
-                return self.recognizer.index.remove(customer_id)
+                return self.recognizer.remove(customer_id)
             except UnknownIdentityError:
                 return 0
 
@@ -132,14 +132,10 @@ class PalmDirectory:
 
     # -- analysis ------------------------------------------------------------------------------
     def analyze(self, image: UploadedImage) -> Analysis:
-        roi, quality = self.recognizer.analyze(image.image, track=False)
-        return Analysis(image, roi, quality)
+        return Analysis(image, self.recognizer.pipeline.analyze(image.image, track=False))
 
-    def _embed(self, analyses: Sequence[Analysis]) -> list[Template]:
-        if not analyses:
-            return []
-        vectors, codes = self.recognizer.embedder.embed_many([a.roi.roi for a in analyses])
-        return list(zip(vectors, codes, strict=True))
+    def _templates(self, good: Sequence[Analysis]) -> list[Template]:
+        return self.recognizer.pipeline.templates([a.frame for a in good])
 
     def _no_palm(self, analyses: Sequence[Analysis], needed: int, what: str) -> ApiError:
         usable = sum(a.good for a in analyses)
@@ -157,7 +153,7 @@ class PalmDirectory:
         needed = self.settings.enroll_min_samples
         if len(good) < needed:
             raise self._no_palm(analyses, needed, "images")
-        return self._embed(good)
+        return self._templates(good)
 
     def probe(self, frames: Sequence[UploadedImage]) -> list[Template]:
         """Templates of the first ``presentation_frames`` good checkout frames."""
@@ -171,16 +167,15 @@ class PalmDirectory:
                     break
         if not good:
             raise self._no_palm(analyses, 1, "frames")
-        return self._embed(good)
+        return self._templates(good)
 
     # -- matching ------------------------------------------------------------------------------
     def match(self, templates: Sequence[Template]) -> tuple[str | None, float]:
         """Fused best customer and score; the customer is None below the threshold."""
         with self._lock:
-            best, score = self.recognizer.identify(list(templates))
-        if best is None or score < self.threshold:
-            return None, score
-        return best, score
+            best, score = self.recognizer.identify(templates)
+        verdict = decision.decide(best, score, self.threshold)
+        return verdict.identity, score
 
     def identify(self, frames: Sequence[UploadedImage]) -> tuple[str | None, float]:
         """Checkout frames → (customer id or None, fused score)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-import numpy as np
 from fastapi import APIRouter, File, Form, UploadFile, status
 
 from palmpay.api.deps import KioskKey, Multipart, PalmsDep, ServiceDep, SettingsDep
@@ -57,8 +56,7 @@ def create_customer(
                            "this palm is already enrolled by another customer")
         customer = service.create_customer(name, card, templates, consent=True)
         # Index after the commit; the database is the source of truth.
-        palms.add(customer.id, np.stack([v for v, _ in templates]),
-                  np.stack([c for _, c in templates]))
+        palms.add(customer.id, templates)
     log.info("kiosk %s enrolled customer %s (%d templates)", key.id, customer.id,
              len(templates))
     return customer_out(customer)
