@@ -42,7 +42,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from palmpay.api.errors import PROBLEM_JSON, problem_body
+from palmpay.api.errors import send_problem
 from palmpay.api.keys import authenticate
 from palmpay.api.models import IdempotencyKey
 from palmpay.db import Database, utcnow
@@ -171,14 +171,6 @@ def purge_expired(db: Database, now: datetime | None = None) -> int:
     return result.rowcount or 0
 
 
-async def _send_problem(send: Send, scope: Scope, code: str, status: int, detail: str,
-                        extra: dict | None = None) -> None:
-    body = json.dumps(problem_body(code, status, detail, scope.get("path"), extra)).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
-
-
 class IdempotencyMiddleware:
     """Applies the stored-response protocol above; needs ``app.state.palmpay`` (``db``,
     ``settings``, ``clock``)."""
@@ -197,10 +189,10 @@ class IdempotencyMiddleware:
             await self.app(scope, receive, send)
             return
         if not _KEY_RE.match(key):
-            await _send_problem(send, scope, "validation_error", 422,
-                                f"{HEADER} must be 1 to 255 printable ASCII characters",
-                                {"errors": [{"field": HEADER, "type": "string_pattern_mismatch",
-                                             "message": "1-255 printable ASCII characters"}]})
+            await send_problem(send, scope, "validation_error",
+                               f"{HEADER} must be 1 to 255 printable ASCII characters",
+                               {"errors": [{"field": HEADER, "type": "string_pattern_mismatch",
+                                            "message": "1-255 printable ASCII characters"}]})
             return
         scheme, _, secret = headers.get("authorization", "").partition(" ")
         api_key = None
@@ -230,13 +222,13 @@ class IdempotencyMiddleware:
         claim = await self._claim(store, api_key.id, key, path, digest,
                                   state.settings.idempotency_wait_s)
         if claim.outcome == "conflict":
-            await _send_problem(send, scope, "idempotency_conflict", 409,
-                                f"this {HEADER} was already used for a different request")
+            await send_problem(send, scope, "idempotency_conflict",
+                               f"this {HEADER} was already used for a different request")
             return
         if claim.outcome == "busy":
-            await _send_problem(send, scope, "idempotency_conflict", 409,
-                                f"a request with this {HEADER} is still being processed; "
-                                "retry later")
+            await send_problem(send, scope, "idempotency_conflict",
+                               f"a request with this {HEADER} is still being processed; "
+                               "retry later")
             return
         if claim.outcome == "replay":
             out = claim.body or b""

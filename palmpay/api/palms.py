@@ -25,11 +25,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from palmpay.api.errors import ApiError
+from palmpay import embed
 from palmpay.api.images import UploadedImage
 from palmpay.capture import Quality
 from palmpay.config import Settings
 from palmpay.index import UnknownIdentityError
+from palmpay.payments.errors import PaymentError
 from palmpay.recognizer import Recognizer
 from palmpay.roi import RoiResult
 
@@ -97,12 +98,12 @@ class PalmDirectory:
             return len(self.recognizer.index)
 
     # -- index maintenance -------------------------------------------------------------------
-    def load(self, records: Iterable[object]) -> int:
-        """Rebuild the index from ``TemplateRecord``-like objects (``customer_id``, ``vector``,
-        ``code``); returns the number of customers."""
+    def load(self, records: Iterable[tuple[str, embed.Template]]) -> int:
+        """Rebuild the index from ``(customer_id, Template)`` pairs
+        (``PaymentService.templates()``); returns the number of customers."""
         by_customer: dict[str, list[Template]] = {}
-        for record in records:
-            by_customer.setdefault(record.customer_id, []).append((record.vector, record.code))
+        for customer_id, template in records:
+            by_customer.setdefault(customer_id, []).append((template.vector, template.code))
         with self._lock:
             for who in list(self.recognizer.index.identities):
                 self.recognizer.index.remove(who)
@@ -141,9 +142,9 @@ class PalmDirectory:
         vectors, codes = self.recognizer.embedder.embed_many([a.roi.roi for a in analyses])
         return list(zip(vectors, codes, strict=True))
 
-    def _no_palm(self, analyses: Sequence[Analysis], needed: int, what: str) -> ApiError:
+    def _no_palm(self, analyses: Sequence[Analysis], needed: int, what: str) -> PaymentError:
         usable = sum(a.good for a in analyses)
-        return ApiError(
+        return PaymentError(
             "palm_not_found",
             f"{usable} of {len(analyses)} {what} show a usable palm; {needed} needed",
             extra={"required": needed, "usable": usable,

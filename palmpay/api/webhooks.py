@@ -40,8 +40,7 @@ from sqlalchemy import select, update
 
 from palmpay.api.models import Event, WebhookDelivery, WebhookEndpoint
 from palmpay.config import Settings
-from palmpay.db import Database, utcnow
-from palmpay.payments.models import new_id
+from palmpay.db import Database, new_id, utcnow
 
 __all__ = [
     "SIGNATURE_HEADER",
