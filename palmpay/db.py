@@ -148,7 +148,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         return create_engine(url, echo=echo, pool_pre_ping=True)
 
     in_memory = parsed.database in (None, "", ":memory:")
-    if not in_memory:
+    if not in_memory and parsed.database:
         Path(parsed.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
         url,

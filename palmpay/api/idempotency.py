@@ -34,9 +34,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 import anyio
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
@@ -165,7 +166,8 @@ def purge_expired(db: Database, now: datetime | None = None) -> int:
     """Delete expired idempotency keys; returns how many."""
     now = now or utcnow()
     with db.session() as session:
-        result = session.execute(delete(IdempotencyKey).where(IdempotencyKey.expires_at <= now))
+        result = cast("CursorResult[Any]", session.execute(  # a DELETE: a CursorResult
+            delete(IdempotencyKey).where(IdempotencyKey.expires_at <= now)))
     if result.rowcount:
         log.info("purged %d expired idempotency keys", result.rowcount)
     return result.rowcount or 0
@@ -202,15 +204,15 @@ class IdempotencyMiddleware:
             await self.app(scope, receive, send)  # the route answers 401
             return
 
-        body = bytearray()
+        chunks = bytearray()
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
-            body += message.get("body", b"")
+            chunks += message.get("body", b"")
             if not message.get("more_body", False):
                 break
-        body = bytes(body)
+        body = bytes(chunks)
         path = scope["path"]
         if scope.get("query_string"):
             path += "?" + scope["query_string"].decode("latin-1")
@@ -241,6 +243,7 @@ class IdempotencyMiddleware:
             await send({"type": "http.response.body", "body": out})
             return
 
+        assert claim.row_id is not None  # a claimed key has its row
         await self._execute(scope, receive, send, store, claim.row_id, body)
 
     async def _claim(self, store: IdempotencyStore, api_key_id: str, key: str, path: str,
@@ -278,7 +281,7 @@ class IdempotencyMiddleware:
             raise
         start = next((m for m in messages if m["type"] == "http.response.start"), None)
         status = start["status"] if start else 500
-        if status >= 500:
+        if status >= 500 or start is None:
             await run_in_threadpool(store.release, row_id)
         else:
             content = b"".join(m.get("body", b"") for m in messages

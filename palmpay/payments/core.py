@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -27,6 +28,17 @@ log = logging.getLogger(__name__)
 
 #: ``on_event(type, object)``: called after a commit with the view's JSON form.
 EventHandler = Callable[[str, dict], None]
+
+
+_Row = TypeVar("_Row", Customer, Payment)
+
+
+def _row(session: Session, model: type[_Row], key: str, noun: str, *, lock: bool) -> _Row:
+    """The row, locked ``FOR UPDATE`` when ``lock``; ``<noun>_not_found`` if there is none."""
+    row = session.get(model, key, with_for_update=lock or None)
+    if row is None:
+        raise PaymentError(f"{noun}_not_found", f"no {noun} {key}", extra={noun: key})
+    return row
 
 
 class ServiceCore:
@@ -57,12 +69,7 @@ class ServiceCore:
 
     @staticmethod
     def _customer(session: Session, customer_id: str, *, lock: bool = False) -> Customer:
-        customer = session.get(Customer, customer_id, with_for_update=lock or None)
-        if customer is None:
-            raise PaymentError(
-                "customer_not_found", f"no customer {customer_id}", extra={"customer": customer_id}
-            )
-        return customer
+        return _row(session, Customer, customer_id, "customer", lock=lock)
 
     @classmethod
     def _active_customer(cls, session: Session, customer_id: str) -> Customer:
@@ -82,9 +89,4 @@ class ServiceCore:
 
     @staticmethod
     def _payment(session: Session, payment_id: str, *, lock: bool = False) -> Payment:
-        payment = session.get(Payment, payment_id, with_for_update=lock or None)
-        if payment is None:
-            raise PaymentError(
-                "payment_not_found", f"no payment {payment_id}", extra={"payment": payment_id}
-            )
-        return payment
+        return _row(session, Payment, payment_id, "payment", lock=lock)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import CursorResult, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -144,9 +145,8 @@ class CustomerOperations(ServiceCore):
             if customer.status == CustomerStatus.DELETED:
                 raise PaymentError("customer_deleted", f"customer {customer_id} is already deleted",
                                    extra={"customer": customer_id})
-            removed = s.execute(
-                delete(PalmTemplate).where(PalmTemplate.customer_id == customer_id)
-            ).rowcount
+            deleted = s.execute(delete(PalmTemplate).where(PalmTemplate.customer_id == customer_id))
+            removed = cast("CursorResult[Any]", deleted).rowcount  # DML returns a CursorResult
             for card in s.scalars(
                 select(Card).where(Card.customer_id == customer_id,
                                    Card.status == CardStatus.ACTIVE)

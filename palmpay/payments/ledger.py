@@ -83,7 +83,7 @@ def totals(session: Session, payment_id: str) -> dict[str, int]:
         .where(LedgerEntry.payment_id == payment_id)
         .group_by(LedgerEntry.kind)
     ).all()
-    out = dict.fromkeys(LedgerKind, 0)
+    out = dict.fromkeys(map(str, LedgerKind), 0)
     out.update({kind: int(total) for kind, total in rows})
     return out
 
@@ -145,7 +145,7 @@ def check(session: Session) -> LedgerReport:
     released; the refunds rows sum to the refund entries. Per entry: currency equals the payment's.
     Per refund: exactly one refund entry, of the refund's amount.
     """
-    sums: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(LedgerKind, 0))
+    sums: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(map(str, LedgerKind), 0))
     problems: list[str] = []
     entries = 0
     for pid, kind, total, n in session.execute(

@@ -47,6 +47,13 @@ def _unexpected_state(payment: Payment, action: str, hint: str = "") -> PaymentE
     )
 
 
+def _auth_code(payment: Payment) -> str:
+    """The acquirer's authorisation code (every authorised payment has one)."""
+    if payment.auth_code is None:
+        raise _unexpected_state(payment, "reach the acquirer", "it was never authorised")
+    return payment.auth_code
+
+
 def _acquirer_failed(payment_id: str, action: str, exc: ProcessorError) -> PaymentError:
     log.error("acquirer error %s %s: %s", action, payment_id, exc)
     return PaymentError("processor_error", f"the acquirer failed to {action}",
@@ -124,6 +131,8 @@ class PaymentOperations(ServiceCore):
                     ledger.record(s, payment, LedgerKind.DECLINE, amount)
                 else:
                     auth_code = result.auth_code
+                    if auth_code is None:
+                        raise ProcessorError("approved without an authorisation code")
                     payment.status = PaymentStatus.REQUIRES_CAPTURE
                     payment.auth_code = auth_code
                     payment.amount_capturable = amount
@@ -182,7 +191,7 @@ class PaymentOperations(ServiceCore):
                 )
             rest = payment.amount_capturable - take
             try:
-                self.processor.capture(payment.auth_code, take)
+                self.processor.capture(_auth_code(payment), take)
             except ProcessorError as exc:
                 raise _acquirer_failed(payment_id, "capture", exc) from None
             ledger.record(s, payment, LedgerKind.CAPTURE, take)
@@ -209,7 +218,7 @@ class PaymentOperations(ServiceCore):
                 hint = "refund it instead" if payment.status == PaymentStatus.SUCCEEDED else ""
                 raise _unexpected_state(payment, "cancel", hint)
             try:
-                self.processor.void(payment.auth_code)
+                self.processor.void(_auth_code(payment))
             except ProcessorError as exc:
                 raise _acquirer_failed(payment_id, "void", exc) from None
             ledger.record(s, payment, LedgerKind.RELEASE, payment.amount_capturable)
@@ -246,7 +255,7 @@ class PaymentOperations(ServiceCore):
                     extra={"payment": payment_id, "refundable": left},
                 )
             try:
-                self.processor.refund(payment.auth_code, give)
+                self.processor.refund(_auth_code(payment), give)
             except ProcessorError as exc:
                 raise _acquirer_failed(payment_id, "refund", exc) from None
             refund = Refund(id=new_id("re"), payment_id=payment_id, amount=give,
