@@ -1,9 +1,10 @@
 """ORM classes of the payments tables (created by migration ``0001_core``).
 
 Ids are prefixed random strings (``cus_``, ``card_``, ``tpl_``, ``pay_``, ``re_`` + 24
-alphanumerics, :func:`new_id`); the card token is ``tok_`` + 24 alphanumerics and is not derived
-from the card number. Amounts are integers in the currency's minor unit. Timestamps are
-timezone-aware UTC (:class:`palmpay.db.UTCDateTime`).
+alphanumerics, :func:`palmpay.db.new_id`); the card token is ``tok_`` + 24 alphanumerics and
+is not derived from the card number. Amounts are integers in the currency's minor unit.
+Timestamps are timezone-aware UTC (:class:`palmpay.db.UTCDateTime`). Statuses and kinds are
+the :mod:`palmpay.payments.states` enums, which also write the ``CHECK`` constraints.
 
 Encrypted records (:class:`Card` while active, :class:`PalmTemplate`) carry the vault envelope:
 ``kek_id``, ``wrapped_dek``, ``nonce``, ``ciphertext`` (see :mod:`palmpay.payments.vault`).
