@@ -145,6 +145,8 @@ def _cmd_ledger_check(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from palmpay.api.models import ApiKeyScope
+
     parser = argparse.ArgumentParser(
         prog="palmpay", description="Open-source pay-by-palm on a commodity RGB camera.")
     parser.add_argument("-v", "--verbose", action="count", default=0,
@@ -211,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     terminals = p.add_subparsers(dest="terminals_command", required=True)
     q = terminals.add_parser("create", help="create an API key; prints the secret once")
     q.add_argument("--name", required=True, help="e.g. 'lane 3'")
-    q.add_argument("--scope", choices=["terminal", "kiosk", "admin"], default="terminal",
+    q.add_argument("--scope", choices=list(ApiKeyScope), default="terminal",
                    help="terminal: take payments; kiosk: enroll/unenroll; admin: everything")
     q.set_defaults(func=_cmd_terminals_create)
 

@@ -21,12 +21,14 @@ Backends
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import secrets
+import string
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import BigInteger, DateTime, Engine, Integer, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -34,7 +36,11 @@ from sqlalchemy.types import TypeDecorator
 
 __all__ = [
     "Base",
+    "BigIntId",
     "Database",
+    "ID_LEN",
+    "check_in",
+    "new_id",
     "MIGRATIONS_DIR",
     "SQLITE_BUSY_TIMEOUT_S",
     "NAMING_CONVENTION",
@@ -73,6 +79,24 @@ class Base(DeclarativeBase):
     tables in ``palmpay.api.models``). Constraint names follow :data:`NAMING_CONVENTION`."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+#: Auto-incremented 64-bit primary key (SQLite only auto-increments an ``INTEGER PRIMARY KEY``).
+BigIntId = BigInteger().with_variant(Integer, "sqlite")
+
+_ALPHABET = string.ascii_letters + string.digits
+#: Random characters after the prefix of every id and token (24 × log2(62) ≈ 143 bits).
+ID_LEN = 24
+
+
+def new_id(prefix: str) -> str:
+    """``<prefix>_`` + :data:`ID_LEN` random alphanumerics (``cus_...``, ``pay_...``)."""
+    return f"{prefix}_" + "".join(secrets.choice(_ALPHABET) for _ in range(ID_LEN))
+
+
+def check_in(column: str, values: Iterable[str]) -> str:
+    """SQL of a ``CHECK`` constraint keeping ``column`` to ``values`` (e.g. a ``StrEnum``'s)."""
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
 
 def utcnow() -> datetime:
@@ -124,7 +148,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         return create_engine(url, echo=echo, pool_pre_ping=True)
 
     in_memory = parsed.database in (None, "", ":memory:")
-    if not in_memory:
+    if not in_memory and parsed.database:
         Path(parsed.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
         url,
@@ -169,7 +193,10 @@ class Database:
     def __init__(self, url: str | None = None, *, engine: Engine | None = None) -> None:
         if (url is None) == (engine is None):
             raise ValueError("Database needs exactly one of url or engine")
-        self.engine: Engine = engine if engine is not None else make_engine(url)  # type: ignore[arg-type]
+        if engine is None:
+            assert url is not None  # checked above: exactly one of url, engine
+            engine = make_engine(url)
+        self.engine: Engine = engine
         self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
         self._readonly_sessionmaker = sessionmaker(
             bind=self.engine.execution_options(**{_READONLY: True}), expire_on_commit=False

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +21,11 @@ from pathlib import Path
 import cv2
 import httpx
 import numpy as np
-import uvicorn
 
 from palmpay import assets
 from palmpay.api.app import create_app
 from palmpay.api.keys import create_api_key
+from palmpay.api.threaded import serve_in_thread
 from palmpay.capture import open_source
 from palmpay.config import Settings
 from palmpay.recognizer import Presentation, Recognizer
@@ -44,21 +43,6 @@ class DemoResult:
 
     enrolled: dict[str, str]  # seed handle -> customer id
     outcomes: list[dict]  # per presentation: the payment JSON, or the problem JSON
-
-
-def _start_server(settings: Settings, host: str, port: int) -> tuple[uvicorn.Server, str, object]:
-    app = create_app(settings)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="palmpay-api", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"the API did not start on {host}:{port} (port in use?)")
-        time.sleep(0.05)
-    bound = server.servers[0].sockets[0].getsockname()[1]
-    return server, f"http://{host}:{bound}", app
 
 
 def _jpeg(image: np.ndarray) -> bytes:
@@ -88,8 +72,8 @@ def run_demo(host: str = "127.0.0.1", port: int = 8000, serve: bool = True,
     shutil.rmtree(data_dir, ignore_errors=True)
     settings = Settings(data_dir=data_dir, database_url=None, dev_mode=True)
     seeds = json.loads((SEEDS_DIR / "customers.json").read_text())
-    server, base, app = _start_server(settings, host, port)
-    try:
+    app = create_app(settings)
+    with serve_in_thread(app, host, port, start_timeout_s=60) as base:
         db = app.state.palmpay.db
         _, kiosk_key = create_api_key(db, "demo kiosk", "kiosk")
         _, terminal_key = create_api_key(db, "demo checkout terminal", "terminal")
@@ -152,10 +136,8 @@ def run_demo(host: str = "127.0.0.1", port: int = 8000, serve: bool = True,
         if serve:
             _say("serving until Ctrl-C")
             try:
-                while not server.should_exit:
+                while True:
                     time.sleep(0.5)
             except KeyboardInterrupt:
                 _say("stopping")
         return DemoResult(enrolled, outcomes)
-    finally:
-        server.should_exit = True

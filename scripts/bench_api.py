@@ -24,7 +24,6 @@ import shlex
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -32,7 +31,6 @@ from pathlib import Path
 import cv2
 import httpx
 import numpy as np
-import uvicorn
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -40,21 +38,16 @@ sys.path.insert(0, str(REPO))
 from palmpay import synth  # noqa: E402
 from palmpay.api.app import create_app  # noqa: E402
 from palmpay.api.keys import create_api_key  # noqa: E402
+from palmpay.api.threaded import serve_in_thread  # noqa: E402
 from palmpay.config import Settings  # noqa: E402
+from palmpay.payments.cards import luhn_complete  # noqa: E402
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 def card_number(i: int) -> str:
     """A distinct Luhn-valid Visa-range number per customer (the simulated acquirer approves)."""
-    body = f"424299{i:09d}"
-    total = 0
-    for position, char in enumerate(reversed(body)):
-        digit = int(char)
-        if position % 2 == 0:
-            digit = digit * 2 - 9 if digit > 4 else digit * 2
-        total += digit
-    return body + str((10 - total % 10) % 10)
+    return luhn_complete(f"424299{i:09d}")
 
 
 def jpeg(image: np.ndarray) -> bytes:
@@ -69,17 +62,6 @@ def frames_of(seed: int, n: int, pose_seed: int) -> list[bytes]:
             for _ in range(n)]
 
 
-def start(settings: Settings) -> tuple[uvicorn.Server, str, object]:
-    app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                           access_log=False))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    return server, f"http://127.0.0.1:{port}", app
-
-
 def timed(call, runs: int) -> tuple[float, float, object]:
     times, last = [], None
     for _ in range(runs):
@@ -91,8 +73,8 @@ def timed(call, runs: int) -> tuple[float, float, object]:
 
 
 def bench_backend(name: str, settings: Settings, customers: int, runs: int) -> list[str]:
-    server, base, app = start(settings)
-    try:
+    app = create_app(settings)
+    with serve_in_thread(app) as base:
         db = app.state.palmpay.db
         _, kiosk = create_api_key(db, "bench kiosk", "kiosk")
         _, terminal = create_api_key(db, "bench terminal", "terminal")
@@ -133,8 +115,6 @@ def bench_backend(name: str, settings: Settings, customers: int, runs: int) -> l
             rows.append(f"| {name} | {label} | {median:.1f} | {p90:.1f} |")
         client.close()
         return rows
-    finally:
-        server.should_exit = True
 
 
 def pg_settings(url: str, data_dir: Path) -> tuple[Settings, str] | None:

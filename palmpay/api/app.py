@@ -29,7 +29,12 @@ from starlette.concurrency import run_in_threadpool
 
 from palmpay import __version__
 from palmpay.api.deps import AppState
-from palmpay.api.errors import PROBLEM_JSON, CatchAllMiddleware, install_error_handlers
+from palmpay.api.errors import (
+    PROBLEM_JSON,
+    CatchAllMiddleware,
+    document_problems,
+    install_error_handlers,
+)
 from palmpay.api.idempotency import IdempotencyMiddleware, purge_expired
 from palmpay.api.limits import BodyLimitMiddleware
 from palmpay.api.palms import PalmDirectory
@@ -44,11 +49,10 @@ from palmpay.api.routes import (
     refunds,
     webhook_endpoints,
 )
-from palmpay.api.schemas import Problem, api_object
+from palmpay.api.schemas import Problem
 from palmpay.api.webhooks import WebhookDispatcher, record_event
 from palmpay.config import Settings, get_settings
 from palmpay.db import utcnow
-from palmpay.embed import Template
 from palmpay.payments.service import build_service
 from palmpay.recognizer import Recognizer
 
@@ -79,14 +83,13 @@ def build_state(
     dispatcher: WebhookDispatcher | None = None
 
     def on_event(event_type: str, obj: dict) -> None:
-        record_event(service.db, event_type, api_object(obj))
+        record_event(service.db, event_type, obj)
         if dispatcher is not None:
             dispatcher.wake()
 
     service = build_service(settings, on_event=on_event)
     palms = PalmDirectory(recognizer or Recognizer(settings), settings)
-    # TODO(pay-merge): PaymentService.templates() will yield (customer_id, Template) pairs.
-    palms.load((r.customer_id, Template(r.vector, r.code)) for r in service.templates())
+    palms.load(service.templates())
     dispatcher = WebhookDispatcher(
         service.db, settings, clock=clock,
         maintenance=lambda: purge_expired(service.db, clock()),
@@ -97,7 +100,7 @@ def build_state(
 
 def _problem_openapi(app: FastAPI) -> None:
     """Document error responses as ``application/problem+json`` (FastAPI files every response
-    model under ``application/json``)."""
+    model under ``application/json``) and list every problem type of the catalogue."""
     original = app.openapi
 
     def openapi() -> dict:
@@ -108,9 +111,11 @@ def _problem_openapi(app: FastAPI) -> None:
                     content = operation.get("responses", {}).get("default", {}).get("content")
                     if content and "application/json" in content:
                         content[PROBLEM_JSON] = content.pop("application/json")
+            document_problems(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
+    # FastAPI documents replacing app.openapi to customise the schema; mypy sees a method.
     app.openapi = openapi  # type: ignore[method-assign]
 
 

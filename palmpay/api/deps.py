@@ -21,12 +21,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from palmpay.api.errors import ApiError
 from palmpay.api.keys import ApiKeyView, authenticate
 from palmpay.api.palms import PalmDirectory
 from palmpay.api.webhooks import WebhookDispatcher
 from palmpay.config import Settings
 from palmpay.db import Database
+from palmpay.payments.errors import PaymentError
 from palmpay.payments.service import PaymentService
 
 __all__ = [
@@ -65,7 +65,7 @@ class AppState:
 def get_state(request: Request) -> AppState:
     state = getattr(request.app.state, "palmpay", None)
     if state is None:
-        raise ApiError("service_unavailable", "the server is starting", status=503)
+        raise PaymentError("service_unavailable", "the server is starting")
     return state
 
 
@@ -100,14 +100,14 @@ def require_scope(*scopes: str) -> Callable[..., ApiKeyView]:
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> ApiKeyView:
         if credentials is None or credentials.scheme.lower() != "bearer":
-            raise ApiError("unauthorized", "send Authorization: Bearer <API key>",
+            raise PaymentError("unauthorized", "send Authorization: Bearer <API key>",
                            headers={"WWW-Authenticate": "Bearer"})
         key = authenticate(state.db, credentials.credentials)
         if key is None:
-            raise ApiError("unauthorized", "unknown or revoked API key",
+            raise PaymentError("unauthorized", "unknown or revoked API key",
                            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
         if key.scope not in allowed:
-            raise ApiError("forbidden", f"a {key.scope} key cannot do this (needs "
+            raise PaymentError("forbidden", f"a {key.scope} key cannot do this (needs "
                            f"{' or '.join(sorted(allowed))})")
         return key
 
@@ -119,7 +119,7 @@ def require_multipart(request: Request) -> None:
     """415 ``unsupported_media_type`` unless the body is ``multipart/form-data``."""
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
-        raise ApiError("unsupported_media_type",
+        raise PaymentError("unsupported_media_type",
                        "this endpoint takes multipart/form-data (files and form fields)")
 
 
@@ -129,7 +129,7 @@ def require_json(request: Request) -> None:
     has_body = request.headers.get("content-length", "0") != "0" or (
         "transfer-encoding" in request.headers)
     if has_body and content_type != "application/json" and not content_type.endswith("+json"):
-        raise ApiError("unsupported_media_type", "this endpoint takes application/json")
+        raise PaymentError("unsupported_media_type", "this endpoint takes application/json")
 
 
 Multipart = Depends(require_multipart)

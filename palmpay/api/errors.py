@@ -1,4 +1,4 @@
-"""Errors as RFC 9457 problem details (``application/problem+json``).
+"""Errors as RFC 9457 problem details (``application/problem+json``), and their catalogue.
 
 Every error the API answers with is one JSON object::
 
@@ -6,11 +6,17 @@ Every error the API answers with is one JSON object::
      "detail": "the card was declined", "instance": "/v1/payments", "code": "card_declined",
      ...extension members, e.g. "payment": "pay_..."}
 
-``type`` is a URI reference that is stable per ``code``: ``/problems/<code>``, relative to the
-API's own origin, and ``GET /problems/<code>`` serves a human-readable page describing it
-(:data:`PROBLEMS` is the catalogue; unknown codes still get a page with a generic title).
-``code`` repeats the last path segment of ``type`` so clients can switch on a plain string.
-``instance`` is the request path.
+:data:`CATALOGUE` is the one table of error codes (Stripe-style): each ``code`` has exactly one
+HTTP status, a title and a description, and its ``type`` is the URI reference
+``/problems/<code>``, relative to the API's own origin; ``GET /problems/<code>`` serves a
+human-readable page describing it, and the OpenAPI document lists every code
+(:func:`document_problems`). Code raises :class:`~palmpay.payments.errors.PaymentError` with a
+code and a detail only; the status comes from here. ``code`` repeats the last path segment of
+``type`` so clients can switch on a plain string. ``instance`` is the request path.
+
+Problems are sent by the exception handlers (:func:`install_error_handlers`) and, where raw
+ASGI middleware answers before FastAPI (body limit, ``Idempotency-Key``, the catch-all), by
+:func:`send_problem`.
 
 What never appears in a problem: request bodies or field values (a card number that fails
 validation is named as a field, never quoted), stack traces, SQL, or anything from an
@@ -24,7 +30,7 @@ import json
 import logging
 import traceback
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,19 +40,21 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from palmpay.payments.errors import ERROR_STATUS, PaymentError
+from palmpay.payments.errors import PaymentError
 
 __all__ = [
+    "CATALOGUE",
     "PROBLEM_JSON",
-    "PROBLEMS",
-    "ApiError",
     "CatchAllMiddleware",
-    "ProblemInfo",
+    "ProblemType",
+    "document_problems",
     "install_error_handlers",
     "problem_body",
     "problem_page",
     "problem_response",
     "problem_type",
+    "send_problem",
+    "status_of",
     "validation_errors",
 ]
 
@@ -56,90 +64,120 @@ PROBLEM_JSON = "application/problem+json"
 
 
 @dataclass(frozen=True)
-class ProblemInfo:
-    """Catalogue entry of one problem ``code``: usual HTTP status, title and a description."""
+class ProblemType:
+    """Catalogue entry of one problem ``code``: its HTTP status, title and a description."""
 
+    code: str
     status: int
     title: str
     description: str
 
+    @property
+    def type(self) -> str:
+        """The stable ``type`` URI reference: ``/problems/<code>``."""
+        return problem_type(self.code)
 
-def _p(status: int, title: str, description: str) -> ProblemInfo:
-    return ProblemInfo(status, title, description)
+
+def _catalogue(*entries: tuple[str, int, str, str]) -> dict[str, ProblemType]:
+    out: dict[str, ProblemType] = {}
+    for code, status, title, description in entries:
+        if code in out:
+            raise ValueError(f"problem code {code!r} is catalogued twice")
+        out[code] = ProblemType(code, status, title, description)
+    return out
 
 
-#: Every problem code the API answers with (payment codes from
-#: :data:`palmpay.payments.errors.ERROR_STATUS` included).
-PROBLEMS: dict[str, ProblemInfo] = {
+#: Every problem code the API answers with, each with its one HTTP status.
+#:
+#: - 400/413/415/422: the request is malformed or a value in it is invalid.
+#: - 401/403: no valid API key, or one whose scope forbids the operation.
+#: - 402: the card was refused by the acquirer (the request was valid).
+#: - 404: the route or object does not exist.
+#: - 409: the object is in a state that forbids the operation, or the request conflicts with
+#:   another (a card or palm already enrolled, an ``Idempotency-Key`` reused).
+#: - 500/502/503: the server, the acquirer or the start-up failed.
+CATALOGUE: dict[str, ProblemType] = _catalogue(
     # authentication and routing
-    "unauthorized": _p(401, "Unauthorized", "No API key was given, or the key is unknown or "
-                       "revoked. Send `Authorization: Bearer <secret>`."),
-    "forbidden": _p(403, "Forbidden", "The API key is valid but its scope does not allow this "
-                    "operation (kiosk keys enroll, terminal keys take payments, admin keys do "
-                    "everything)."),
-    "not_found": _p(404, "Not found", "No such route or object."),
-    "method_not_allowed": _p(405, "Method not allowed",
-                             "The route exists but not with this HTTP method (see `Allow`)."),
-    "bad_request": _p(400, "Bad request", "The request body could not be parsed."),
-    "payload_too_large": _p(413, "Payload too large",
-                            "The request body or one uploaded image is larger than the server "
-                            "accepts (`max_upload_bytes`, `max_image_bytes`)."),
-    "unsupported_media_type": _p(415, "Unsupported media type",
-                                 "The body has the wrong content type (for example JSON sent "
-                                 "to an endpoint that takes multipart/form-data), or an "
-                                 "uploaded file is not an image (PNG, JPEG, BMP, WebP, TIFF)."),
-    "validation_error": _p(422, "Validation error",
-                           "One or more request fields are missing or invalid; `errors` lists "
-                           "them as {field, message, type}."),
-    "internal_error": _p(500, "Internal error",
-                         "The server failed unexpectedly. Retry with the same "
-                         "Idempotency-Key; the `incident` id is in the server log."),
-    "service_unavailable": _p(503, "Service unavailable", "The server is not ready."),
+    ("unauthorized", 401, "Unauthorized", "No API key was given, or the key is unknown or "
+     "revoked. Send `Authorization: Bearer <secret>`."),
+    ("forbidden", 403, "Forbidden", "The API key is valid but its scope does not allow this "
+     "operation (kiosk keys enroll, terminal keys take payments, admin keys do everything)."),
+    ("not_found", 404, "Not found", "No such route or object."),
+    ("method_not_allowed", 405, "Method not allowed",
+     "The route exists but not with this HTTP method (see `Allow`)."),
+    ("bad_request", 400, "Bad request", "The request body could not be parsed."),
+    ("payload_too_large", 413, "Payload too large",
+     "The request body or one uploaded image is larger than the server accepts "
+     "(`max_upload_bytes`, `max_image_bytes`)."),
+    ("unsupported_media_type", 415, "Unsupported media type",
+     "The body has the wrong content type (for example JSON sent to an endpoint that takes "
+     "multipart/form-data), or an uploaded file is not an image (PNG, JPEG, BMP, WebP, TIFF)."),
+    ("validation_error", 422, "Validation error",
+     "One or more request fields are missing or invalid; `errors` lists them as "
+     "{field, message, type}."),
+    ("internal_error", 500, "Internal error",
+     "The server failed unexpectedly. Retry with the same Idempotency-Key; the `incident` id "
+     "is in the server log."),
+    ("service_unavailable", 503, "Service unavailable", "The server is not ready."),
     # idempotency
-    "idempotency_conflict": _p(409, "Idempotency conflict",
-                               "The Idempotency-Key was already used with a different request, "
-                               "or a request with this key is still being processed."),
+    ("idempotency_conflict", 409, "Idempotency conflict",
+     "The Idempotency-Key was already used with a different request, or a request with this "
+     "key is still being processed."),
     # images and palms
-    "invalid_image": _p(422, "Invalid image",
-                        "An uploaded image could not be decoded; `image` names the part and "
-                        "file."),
-    "palm_not_found": _p(422, "No usable palm",
-                         "Too few images showed a usable palm (ROI found and quality gates "
-                         "passed); `images` gives each file's reason."),
-    "palm_not_recognised": _p(422, "Palm not recognised",
-                              "The palm does not match any enrolled customer. Ask the shopper "
-                              "to enroll or to pay another way."),
-    "palm_already_enrolled": _p(409, "Palm already enrolled",
-                                "This palm is already enrolled by another customer."),
-    # payments core
-    "invalid_request": _p(422, "Invalid request", "A request value is invalid."),
-    "invalid_card": _p(422, "Invalid card", "The card number, expiry or holder name is "
-                       "invalid (digits, length, Luhn check)."),
-    "expired_card": _p(422, "Expired card", "The card has expired."),
-    "invalid_amount": _p(422, "Invalid amount",
-                         "Amounts are positive integers in the currency's minor unit."),
-    "invalid_currency": _p(422, "Invalid currency", "Unknown ISO 4217 currency code."),
-    "invalid_template": _p(422, "Invalid template", "A palm template is malformed."),
-    "amount_too_large": _p(422, "Amount too large", "The amount exceeds the largest allowed."),
-    "consent_required": _p(422, "Consent required",
-                           "Enrollment needs the shopper's explicit biometric consent "
-                           "(`consent=true`)."),
-    "card_declined": _p(402, "Card declined", "The card issuer declined the payment; "
-                        "`decline_code` may say why and `payment` is the failed payment."),
-    "insufficient_funds": _p(402, "Insufficient funds",
-                             "The card has insufficient funds; `payment` is the failed payment."),
-    "customer_not_found": _p(404, "Customer not found", "No customer has this id."),
-    "payment_not_found": _p(404, "Payment not found", "No payment has this id."),
-    "refund_not_found": _p(404, "Refund not found", "No refund has this id."),
-    "payment_unexpected_state": _p(409, "Payment in unexpected state",
-                                   "The payment's status does not allow this operation (for "
-                                   "example capturing a canceled payment)."),
-    "duplicate_card": _p(409, "Duplicate card", "This card is already enrolled."),
-    "customer_deleted": _p(409, "Customer deleted", "The customer was deleted."),
-    "card_unavailable": _p(409, "Card unavailable", "The customer's card is not usable."),
-    "processor_error": _p(502, "Processor error",
-                          "The card processor failed (not a decline); try again later."),
-}
+    ("invalid_image", 422, "Invalid image",
+     "An uploaded image could not be decoded; `image` names the part and file."),
+    ("palm_not_found", 422, "No usable palm",
+     "Too few images showed a usable palm (ROI found and quality gates passed); `images` gives "
+     "each file's reason."),
+    ("palm_not_recognised", 422, "Palm not recognised",
+     "The palm does not match any enrolled customer. Ask the shopper to enroll or to pay "
+     "another way."),
+    ("palm_already_enrolled", 409, "Palm already enrolled",
+     "This palm is already enrolled by another customer."),
+    # payments core: request values
+    ("invalid_request", 422, "Invalid request", "A request value is invalid."),
+    ("invalid_card", 422, "Invalid card",
+     "The card number, expiry or holder name is invalid (digits, length, Luhn check)."),
+    ("invalid_amount", 422, "Invalid amount",
+     "Amounts are positive integers in the currency's minor unit."),
+    ("invalid_currency", 422, "Invalid currency", "Unknown ISO 4217 currency code."),
+    ("invalid_template", 422, "Invalid template", "A palm template is malformed."),
+    ("amount_too_large", 422, "Amount too large", "The amount exceeds the largest allowed."),
+    ("consent_required", 422, "Consent required",
+     "Enrollment needs the shopper's explicit biometric consent (`consent=true`)."),
+    # declines (the acquirer said no)
+    ("card_declined", 402, "Card declined", "The card issuer declined the payment; "
+     "`decline_code` may say why and `payment` is the failed payment."),
+    ("insufficient_funds", 402, "Insufficient funds",
+     "The card has insufficient funds; `payment` is the failed payment."),
+    ("expired_card", 402, "Expired card",
+     "The card has expired: refused at enrollment, or declined at payment (then `payment` is "
+     "the failed payment)."),
+    # missing objects
+    ("customer_not_found", 404, "Customer not found", "No customer has this id."),
+    ("payment_not_found", 404, "Payment not found", "No payment has this id."),
+    ("refund_not_found", 404, "Refund not found", "No refund has this id."),
+    # state conflicts
+    ("payment_unexpected_state", 409, "Payment in unexpected state",
+     "The payment's status does not allow this operation (for example capturing a canceled "
+     "payment)."),
+    ("duplicate_card", 409, "Duplicate card", "This card is already enrolled."),
+    ("customer_deleted", 409, "Customer deleted", "The customer was deleted."),
+    ("card_unavailable", 409, "Card unavailable", "The customer's card is not usable."),
+    # acquirer failure
+    ("processor_error", 502, "Processor error",
+     "The card processor failed (not a decline); try again later."),
+)
+
+
+def status_of(code: str) -> int:
+    """The HTTP status of ``code``; an uncatalogued code is a bug, answered as 500."""
+    entry = CATALOGUE.get(code)
+    if entry is None:
+        log.error("problem code %r is not in the catalogue: answering 500", code)
+        return 500
+    return entry.status
+
 
 _REASONS = {
     400: "bad_request",
@@ -154,55 +192,28 @@ _REASONS = {
 }
 
 
-class ApiError(Exception):
-    """An error the API answers as a problem: ``code``, HTTP ``status``, safe ``detail``,
-    extension members ``extra`` and response ``headers``."""
-
-    def __init__(
-        self,
-        code: str,
-        detail: str,
-        *,
-        status: int | None = None,
-        extra: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        if status is None:
-            info = PROBLEMS.get(code)
-            status = info.status if info else ERROR_STATUS.get(code, 400)
-        super().__init__(f"{code}: {detail}")
-        self.code = code
-        self.detail = detail
-        self.status = status
-        self.extra = dict(extra or {})
-        self.headers = dict(headers or {})
-
-    def __repr__(self) -> str:
-        return f"ApiError(code={self.code!r}, status={self.status}, detail={self.detail!r})"
-
-
 def problem_type(code: str) -> str:
     """The stable ``type`` URI reference of ``code``."""
     return f"/problems/{code}"
 
 
 def _title(code: str) -> str:
-    info = PROBLEMS.get(code)
-    return info.title if info else code.replace("_", " ").capitalize()
+    entry = CATALOGUE.get(code)
+    return entry.title if entry else code.replace("_", " ").capitalize()
 
 
 def problem_body(
     code: str,
-    status: int,
     detail: str,
     instance: str | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The problem document; ``extra`` members never override the standard ones."""
+    """The problem document of ``code`` (status from :data:`CATALOGUE`); ``extra`` members never
+    override the standard ones."""
     body: dict[str, Any] = {
         "type": problem_type(code),
         "title": _title(code),
-        "status": status,
+        "status": status_of(code),
         "detail": detail,
         "instance": instance,
         "code": code,
@@ -214,28 +225,42 @@ def problem_body(
 
 def problem_response(
     code: str,
-    status: int,
     detail: str,
     instance: str | None = None,
     extra: Mapping[str, Any] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     """A ``JSONResponse`` with ``application/problem+json``."""
-    return JSONResponse(
-        problem_body(code, status, detail, instance, extra),
-        status_code=status,
-        media_type=PROBLEM_JSON,
-        headers=dict(headers or {}),
-    )
+    body = problem_body(code, detail, instance, extra)
+    return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_JSON,
+                        headers=dict(headers or {}))
+
+
+async def send_problem(
+    send: Send,
+    scope: Scope,
+    code: str,
+    detail: str,
+    extra: Mapping[str, Any] | None = None,
+    headers: Iterable[tuple[bytes, bytes]] = (),
+) -> None:
+    """Answer a raw ASGI request with the problem of ``code`` (for middleware that runs outside
+    FastAPI's exception handlers); ``headers`` are added to the content type and length."""
+    body = problem_body(code, detail, scope.get("path"), extra)
+    raw = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": body["status"], "headers": [
+        (b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(raw)).encode()),
+        *headers]})
+    await send({"type": "http.response.body", "body": raw})
 
 
 def problem_page(code: str) -> HTMLResponse:
     """The human-readable page behind ``type`` (``GET /problems/{code}``)."""
-    info = PROBLEMS.get(code)
-    if info is None:
+    entry = CATALOGUE.get(code)
+    if entry is None:
         status, title, text = "varies", _title(code), "No description is registered for this code."
     else:
-        status, title, text = str(info.status), info.title, info.description
+        status, title, text = str(entry.status), entry.title, entry.description
     t, c, s, d = (html.escape(v) for v in (title, code, status, text))
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{t}</title></head><body>"
@@ -243,7 +268,29 @@ def problem_page(code: str) -> HTMLResponse:
         f"<p>{d}</p><p>Responses are RFC 9457 <code>application/problem+json</code>.</p>"
         "</body></html>"
     )
-    return HTMLResponse(page, status_code=200 if info else 404)
+    return HTMLResponse(page, status_code=200 if entry else 404)
+
+
+def document_problems(schema: dict[str, Any], component: str = "Problem") -> None:
+    """List every catalogued problem type in an OpenAPI ``schema``: the ``Problem`` component's
+    ``code`` and ``type`` become enums of all codes and their ``/problems/<code>`` URIs, its
+    description a table of code, status and title, and ``x-problem-types`` maps each code to
+    its status, title and type."""
+    problem = schema.get("components", {}).get("schemas", {}).get(component)
+    if problem is None:
+        return
+    codes = sorted(CATALOGUE)
+    properties = problem.setdefault("properties", {})
+    properties.setdefault("code", {})["enum"] = codes
+    properties.setdefault("type", {})["enum"] = [problem_type(code) for code in codes]
+    rows = "\n".join(f"| `{e.code}` | {e.status} | {e.title} |"
+                     for e in sorted(CATALOGUE.values(), key=lambda e: (e.status, e.code)))
+    problem["description"] = (problem.get("description", "") + "\n\n| code | status | title |"
+                              "\n|---|---|---|\n" + rows)
+    problem["x-problem-types"] = {
+        e.code: {"status": e.status, "title": e.title, "type": e.type}
+        for e in CATALOGUE.values()
+    }
 
 
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -264,9 +311,8 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
 
 
 async def _payment_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, PaymentError | ApiError)
-    headers = getattr(exc, "headers", None)
-    return problem_response(exc.code, exc.status, exc.detail, request.url.path, exc.extra, headers)
+    assert isinstance(exc, PaymentError)
+    return problem_response(exc.code, exc.detail, request.url.path, exc.extra, exc.headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -274,7 +320,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     errors = validation_errors(exc)
     fields = ", ".join(sorted({e["field"] for e in errors})) or "request"
     return problem_response(
-        "validation_error", 422, f"invalid or missing fields: {fields}", request.url.path,
+        "validation_error", f"invalid or missing fields: {fields}", request.url.path,
         {"errors": errors},
     )
 
@@ -291,7 +337,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     headers = dict(exc.headers or {})
     if exc.status_code == 401:
         headers.setdefault("WWW-Authenticate", "Bearer")
-    return problem_response(code, exc.status_code, detail, request.url.path, headers=headers)
+    return problem_response(code, detail, request.url.path, headers=headers)
 
 
 def _incident(exc: BaseException, method: str, path: str) -> str:
@@ -308,15 +354,13 @@ def _incident(exc: BaseException, method: str, path: str) -> str:
     return incident
 
 
-def _internal_body(incident: str, path: str | None) -> dict[str, Any]:
-    return problem_body("internal_error", 500, "the server failed unexpectedly", path,
-                        {"incident": incident})
+_INTERNAL = "the server failed unexpectedly"
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     incident = _incident(exc, request.method, request.url.path)
-    return JSONResponse(_internal_body(incident, request.url.path), status_code=500,
-                        media_type=PROBLEM_JSON)
+    return problem_response("internal_error", _INTERNAL, request.url.path,
+                            {"incident": incident})
 
 
 class CatchAllMiddleware:
@@ -345,17 +389,12 @@ class CatchAllMiddleware:
             incident = _incident(exc, scope.get("method", ""), scope.get("path", ""))
             if started:
                 return  # too late for a problem document; the response is cut short
-            body = json.dumps(_internal_body(incident, scope.get("path"))).encode()
-            await send({"type": "http.response.start", "status": 500, "headers": [
-                (b"content-type", PROBLEM_JSON.encode()),
-                (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
+            await send_problem(send, scope, "internal_error", _INTERNAL, {"incident": incident})
 
 
 def install_error_handlers(app: FastAPI) -> None:
     """Register the problem+json handlers on ``app``."""
     app.add_exception_handler(PaymentError, _payment_error)
-    app.add_exception_handler(ApiError, _payment_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _internal_error)

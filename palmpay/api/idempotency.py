@@ -34,15 +34,16 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 import anyio
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from palmpay.api.errors import PROBLEM_JSON, problem_body
+from palmpay.api.errors import send_problem
 from palmpay.api.keys import authenticate
 from palmpay.api.models import IdempotencyKey
 from palmpay.db import Database, utcnow
@@ -165,18 +166,11 @@ def purge_expired(db: Database, now: datetime | None = None) -> int:
     """Delete expired idempotency keys; returns how many."""
     now = now or utcnow()
     with db.session() as session:
-        result = session.execute(delete(IdempotencyKey).where(IdempotencyKey.expires_at <= now))
+        result = cast("CursorResult[Any]", session.execute(  # a DELETE: a CursorResult
+            delete(IdempotencyKey).where(IdempotencyKey.expires_at <= now)))
     if result.rowcount:
         log.info("purged %d expired idempotency keys", result.rowcount)
     return result.rowcount or 0
-
-
-async def _send_problem(send: Send, scope: Scope, code: str, status: int, detail: str,
-                        extra: dict | None = None) -> None:
-    body = json.dumps(problem_body(code, status, detail, scope.get("path"), extra)).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
 
 
 class IdempotencyMiddleware:
@@ -197,10 +191,10 @@ class IdempotencyMiddleware:
             await self.app(scope, receive, send)
             return
         if not _KEY_RE.match(key):
-            await _send_problem(send, scope, "validation_error", 422,
-                                f"{HEADER} must be 1 to 255 printable ASCII characters",
-                                {"errors": [{"field": HEADER, "type": "string_pattern_mismatch",
-                                             "message": "1-255 printable ASCII characters"}]})
+            await send_problem(send, scope, "validation_error",
+                               f"{HEADER} must be 1 to 255 printable ASCII characters",
+                               {"errors": [{"field": HEADER, "type": "string_pattern_mismatch",
+                                            "message": "1-255 printable ASCII characters"}]})
             return
         scheme, _, secret = headers.get("authorization", "").partition(" ")
         api_key = None
@@ -210,15 +204,15 @@ class IdempotencyMiddleware:
             await self.app(scope, receive, send)  # the route answers 401
             return
 
-        body = bytearray()
+        chunks = bytearray()
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
-            body += message.get("body", b"")
+            chunks += message.get("body", b"")
             if not message.get("more_body", False):
                 break
-        body = bytes(body)
+        body = bytes(chunks)
         path = scope["path"]
         if scope.get("query_string"):
             path += "?" + scope["query_string"].decode("latin-1")
@@ -230,13 +224,13 @@ class IdempotencyMiddleware:
         claim = await self._claim(store, api_key.id, key, path, digest,
                                   state.settings.idempotency_wait_s)
         if claim.outcome == "conflict":
-            await _send_problem(send, scope, "idempotency_conflict", 409,
-                                f"this {HEADER} was already used for a different request")
+            await send_problem(send, scope, "idempotency_conflict",
+                               f"this {HEADER} was already used for a different request")
             return
         if claim.outcome == "busy":
-            await _send_problem(send, scope, "idempotency_conflict", 409,
-                                f"a request with this {HEADER} is still being processed; "
-                                "retry later")
+            await send_problem(send, scope, "idempotency_conflict",
+                               f"a request with this {HEADER} is still being processed; "
+                               "retry later")
             return
         if claim.outcome == "replay":
             out = claim.body or b""
@@ -249,6 +243,7 @@ class IdempotencyMiddleware:
             await send({"type": "http.response.body", "body": out})
             return
 
+        assert claim.row_id is not None  # a claimed key has its row
         await self._execute(scope, receive, send, store, claim.row_id, body)
 
     async def _claim(self, store: IdempotencyStore, api_key_id: str, key: str, path: str,
@@ -286,7 +281,7 @@ class IdempotencyMiddleware:
             raise
         start = next((m for m in messages if m["type"] == "http.response.start"), None)
         status = start["status"] if start else 500
-        if status >= 500:
+        if status >= 500 or start is None:
             await run_in_threadpool(store.release, row_id)
         else:
             content = b"".join(m.get("body", b"") for m in messages

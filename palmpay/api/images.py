@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 from fastapi import UploadFile
 
-from palmpay.api.errors import ApiError
 from palmpay.config import Settings
+from palmpay.payments.errors import PaymentError
 
 __all__ = ["UploadedImage", "decode_image", "image_dimensions", "read_images", "sniff"]
 
@@ -86,25 +86,25 @@ def decode_image(data: bytes, part: str, filename: str, settings: Settings) -> U
     label = f"{part} ({filename})" if filename else part
     where = {"image": part, "filename": filename}
     if len(data) > settings.max_image_bytes:
-        raise ApiError("payload_too_large",
+        raise PaymentError("payload_too_large",
                        f"{label} is larger than {settings.max_image_bytes} bytes",
                        extra=where | {"limit": settings.max_image_bytes})
     if not data:
-        raise ApiError("invalid_image", f"{label} is empty", extra=where)
+        raise PaymentError("invalid_image", f"{label} is empty", extra=where)
     kind = sniff(data)
     if kind is None:
-        raise ApiError("unsupported_media_type",
+        raise PaymentError("unsupported_media_type",
                        f"{label} is not a PNG, JPEG, BMP, WebP or TIFF image", extra=where)
     dims = image_dimensions(data, kind)
     if dims is not None and dims[0] * dims[1] > settings.max_image_pixels:
-        raise ApiError("payload_too_large",
+        raise PaymentError("payload_too_large",
                        f"{label} is {dims[0]}x{dims[1]} pixels, more than "
                        f"{settings.max_image_pixels}", extra=where)
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None or image.size == 0:
-        raise ApiError("invalid_image", f"{label} could not be decoded as {kind}", extra=where)
+        raise PaymentError("invalid_image", f"{label} could not be decoded as {kind}", extra=where)
     if image.shape[0] * image.shape[1] > settings.max_image_pixels:
-        raise ApiError("payload_too_large", f"{label} has more than "
+        raise PaymentError("payload_too_large", f"{label} has more than "
                        f"{settings.max_image_pixels} pixels", extra=where)
     return UploadedImage(part, filename, image)
 
@@ -115,11 +115,11 @@ def read_images(
     """Read and decode the files of one multipart field (blocking: call from a worker
     thread, as sync routes are)."""
     if len(uploads) < minimum:
-        raise ApiError("validation_error", f"{field_name}: at least {minimum} image(s) needed",
+        raise PaymentError("validation_error", f"{field_name}: at least {minimum} image(s) needed",
                        extra={"errors": [{"field": field_name, "type": "too_short",
                                           "message": f"at least {minimum} file(s)"}]})
     if len(uploads) > settings.max_images:
-        raise ApiError("validation_error",
+        raise PaymentError("validation_error",
                        f"{field_name}: at most {settings.max_images} images per request",
                        extra={"errors": [{"field": field_name, "type": "too_long",
                                           "message": f"at most {settings.max_images} files"}]})

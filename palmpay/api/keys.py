@@ -14,9 +14,8 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from palmpay.api.models import API_KEY_SCOPES, ApiKey
-from palmpay.db import Database, utcnow
-from palmpay.payments.models import new_id
+from palmpay.api.models import ApiKey, ApiKeyScope
+from palmpay.db import Database, new_id, utcnow
 
 __all__ = [
     "ApiKeyView",
@@ -62,8 +61,8 @@ def hash_secret(secret: str) -> str:
 
 def create_api_key(db: Database, name: str, scope: str) -> tuple[ApiKeyView, str]:
     """Create a key; returns its view and the secret (shown once, never stored)."""
-    if scope not in API_KEY_SCOPES:
-        raise ValueError(f"scope must be one of {API_KEY_SCOPES}, not {scope!r}")
+    if scope not in frozenset(ApiKeyScope):
+        raise ValueError(f"scope must be one of {', '.join(ApiKeyScope)}, not {scope!r}")
     name = name.strip()
     if not 1 <= len(name) <= 200:
         raise ValueError("name must be 1 to 200 characters")

@@ -14,31 +14,15 @@ import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from palmpay.api.errors import PROBLEM_JSON, problem_body
+from palmpay.api.errors import send_problem
 
-__all__ = ["BodyLimitMiddleware", "BodyTooLarge", "too_large_response"]
+__all__ = ["BodyLimitMiddleware", "BodyTooLarge"]
 
 log = logging.getLogger(__name__)
 
 
 class BodyTooLarge(Exception):
     """The request body passed the limit while being read."""
-
-
-def too_large_response(limit: int, path: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """Status, headers and body of the 413 problem."""
-    import json
-
-    body = json.dumps(problem_body(
-        "payload_too_large", 413, f"the request body is larger than {limit} bytes", path,
-        {"limit": limit},
-    )).encode()
-    headers = [
-        (b"content-type", PROBLEM_JSON.encode()),
-        (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"),
-    ]
-    return 413, headers, body
 
 
 class BodyLimitMiddleware:
@@ -49,9 +33,9 @@ class BodyLimitMiddleware:
         self.max_bytes = max_bytes
 
     async def _reject(self, scope: Scope, send: Send) -> None:
-        status, headers, body = too_large_response(self.max_bytes, scope.get("path", ""))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send_problem(send, scope, "payload_too_large",
+                           f"the request body is larger than {self.max_bytes} bytes",
+                           {"limit": self.max_bytes}, headers=[(b"connection", b"close")])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

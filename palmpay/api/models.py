@@ -13,11 +13,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
     JSON,
-    BigInteger,
     Boolean,
     CheckConstraint,
     ForeignKey,
@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from palmpay.db import Base, UTCDateTime, utcnow
+from palmpay.db import Base, BigIntId, UTCDateTime, check_in, utcnow
 
 __all__ = [
     "ApiKey",
@@ -37,25 +37,38 @@ __all__ = [
     "Event",
     "WebhookEndpoint",
     "WebhookDelivery",
-    "API_KEY_SCOPES",
-    "IDEMPOTENCY_STATES",
-    "DELIVERY_STATES",
+    "ApiKeyScope",
+    "IdempotencyState",
+    "DeliveryState",
 ]
 
-API_KEY_SCOPES = ("kiosk", "terminal", "admin")
-IDEMPOTENCY_STATES = ("in_progress", "done")
-DELIVERY_STATES = ("pending", "delivered", "failed")
 
-_BigIntId = BigInteger().with_variant(Integer, "sqlite")
+class ApiKeyScope(StrEnum):
+    """What an API key may do: kiosks enroll, terminals take payments, admins do everything."""
+
+    KIOSK = "kiosk"
+    TERMINAL = "terminal"
+    ADMIN = "admin"
 
 
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+class IdempotencyState(StrEnum):
+    """An ``Idempotency-Key`` is ``in_progress`` while its request runs, then ``done``."""
+
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+
+
+class DeliveryState(StrEnum):
+    """A webhook delivery is ``pending`` until ``delivered`` or given up (``failed``)."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
 
 
 class ApiKey(Base):
     __tablename__ = "api_keys"
-    __table_args__ = (CheckConstraint(_in("scope", API_KEY_SCOPES), name="scope"),)
+    __table_args__ = (CheckConstraint(check_in("scope", ApiKeyScope), name="scope"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -70,10 +83,10 @@ class IdempotencyKey(Base):
     __tablename__ = "idempotency_keys"
     __table_args__ = (
         UniqueConstraint("api_key_id", "key"),
-        CheckConstraint(_in("state", IDEMPOTENCY_STATES), name="state"),
+        CheckConstraint(check_in("state", IdempotencyState), name="state"),
     )
 
-    id: Mapped[int] = mapped_column(_BigIntId, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     api_key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"))
     key: Mapped[str] = mapped_column(String(255))
     method: Mapped[str] = mapped_column(String(10))
@@ -110,11 +123,11 @@ class WebhookDelivery(Base):
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
         UniqueConstraint("event_id", "endpoint_id"),
-        CheckConstraint(_in("state", DELIVERY_STATES), name="state"),
+        CheckConstraint(check_in("state", DeliveryState), name="state"),
         Index("ix_webhook_deliveries_state_next", "state", "next_attempt_at"),
     )
 
-    id: Mapped[int] = mapped_column(_BigIntId, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     event_id: Mapped[str] = mapped_column(ForeignKey("events.id"))
     endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id"), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -26,11 +26,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from palmpay import decision
-from palmpay.api.errors import ApiError
 from palmpay.api.images import UploadedImage
 from palmpay.config import Settings
 from palmpay.embed import Template
 from palmpay.index import UnknownIdentityError
+from palmpay.payments.errors import PaymentError
 from palmpay.pipeline import Analysis as FrameAnalysis
 from palmpay.quality import Quality
 from palmpay.recognizer import Recognizer
@@ -137,9 +137,9 @@ class PalmDirectory:
     def _templates(self, good: Sequence[Analysis]) -> list[Template]:
         return self.recognizer.pipeline.templates([a.frame for a in good])
 
-    def _no_palm(self, analyses: Sequence[Analysis], needed: int, what: str) -> ApiError:
+    def _no_palm(self, analyses: Sequence[Analysis], needed: int, what: str) -> PaymentError:
         usable = sum(a.good for a in analyses)
-        return ApiError(
+        return PaymentError(
             "palm_not_found",
             f"{usable} of {len(analyses)} {what} show a usable palm; {needed} needed",
             extra={"required": needed, "usable": usable,

@@ -1,152 +1,37 @@
 """Request and response bodies of the HTTP API (Stripe-like JSON, ``created`` in Unix seconds).
 
-The payment service's views are turned into these by :func:`customer_out`,
-:func:`payment_out`, :func:`refund_out`, which accept a view or its ``to_dict()`` (the form the
-service passes to ``on_event``), so webhook payloads and API responses have one shape
-(:func:`api_object`).
+Customers, payments and refunds are answered with the payment service's own views
+(:mod:`palmpay.payments.views`: one shape per resource, also the webhook payload); this module
+holds the request bodies, the problem document and the API's other responses.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from palmpay.api.models import ApiKeyScope
+from palmpay.payments.views import unix
 
 __all__ = [
     "AnalyzeOut",
     "ApiKeyIn",
     "ApiKeyOut",
     "CaptureIn",
-    "CardOut",
-    "CustomerOut",
     "HealthOut",
     "LandmarkOut",
-    "PaymentMethodOut",
-    "PaymentOut",
     "Problem",
     "QualityOut",
     "RefundIn",
-    "RefundOut",
     "WebhookEndpointIn",
     "WebhookEndpointOut",
-    "api_object",
-    "customer_out",
-    "payment_out",
-    "refund_out",
     "unix",
 ]
 
 
-def unix(value: datetime | str | None) -> int | None:
-    """Unix seconds of a datetime or an ISO 8601 string."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return int(value.timestamp())
-
-
-def _dict(obj: Any) -> dict[str, Any]:
-    return obj if isinstance(obj, dict) else obj.to_dict()
-
-
 class _Out(BaseModel):
     model_config = ConfigDict(frozen=True)
-
-
-class CardOut(_Out):
-    token: str
-    brand: str
-    last4: str
-    exp_month: int
-    exp_year: int
-
-
-class CustomerOut(_Out):
-    id: str
-    object: Literal["customer"] = "customer"
-    name: str
-    status: Literal["active", "deleted"]
-    card: CardOut
-    templates: int = Field(description="Stored palm templates (0 once deleted).")
-    created: int
-    deleted: bool = False
-    deleted_at: int | None = None
-
-
-class PaymentMethodOut(_Out):
-    brand: str
-    last4: str
-    token: str
-
-
-class PaymentOut(_Out):
-    id: str
-    object: Literal["payment"] = "payment"
-    amount: int = Field(description="Minor units (cents).")
-    currency: str
-    status: Literal["requires_capture", "succeeded", "canceled", "failed"]
-    capture_method: Literal["automatic", "manual"]
-    amount_capturable: int
-    amount_received: int
-    amount_refunded: int
-    customer: str
-    customer_name: str | None = Field(
-        None, description="The customer's name, on the response to the payment just taken by "
-                          "palm (for the terminal's approval screen); null elsewhere.")
-    payment_method: PaymentMethodOut
-    decline_code: str | None
-    created: int
-
-
-class RefundOut(_Out):
-    id: str
-    object: Literal["refund"] = "refund"
-    payment: str
-    amount: int
-    currency: str
-    status: str
-    created: int
-
-
-def customer_out(view: Any) -> CustomerOut:
-    d = _dict(view)
-    card = d["card"]
-    return CustomerOut(
-        id=d["id"], name=d["name"], status=d["status"],
-        card=CardOut(token=card["token"], brand=card["brand"], last4=card["last4"],
-                     exp_month=card["exp_month"], exp_year=card["exp_year"]),
-        templates=d["templates"], created=unix(d["created_at"]),
-        deleted=d["status"] == "deleted", deleted_at=unix(d.get("deleted_at")),
-    )
-
-
-def payment_out(view: Any) -> PaymentOut:
-    d = _dict(view)
-    card = d["card"]
-    return PaymentOut(
-        id=d["id"], amount=d["amount"], currency=d["currency"], status=d["status"],
-        capture_method=d["capture_method"], amount_capturable=d["amount_capturable"],
-        amount_received=d["amount_received"], amount_refunded=d["amount_refunded"],
-        customer=d["customer"],
-        payment_method=PaymentMethodOut(brand=card["brand"], last4=card["last4"],
-                                        token=card["token"]),
-        decline_code=d.get("decline_code"), created=unix(d["created_at"]),
-    )
-
-
-def refund_out(view: Any) -> RefundOut:
-    d = _dict(view)
-    return RefundOut(id=d["id"], payment=d["payment"], amount=d["amount"],
-                     currency=d["currency"], status=d["status"], created=unix(d["created_at"]))
-
-
-def api_object(obj: dict[str, Any]) -> dict[str, Any]:
-    """A service ``to_dict()`` in the API's JSON shape (unknown objects unchanged)."""
-    convert = {"customer": customer_out, "payment": payment_out, "refund": refund_out}.get(
-        obj.get("object", ""))
-    return convert(obj).model_dump(mode="json") if convert else obj
 
 
 class Problem(BaseModel):
@@ -176,7 +61,7 @@ class RefundIn(BaseModel):
 class ApiKeyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
-    scope: Literal["kiosk", "terminal", "admin"]
+    scope: ApiKeyScope
 
 
 class ApiKeyOut(_Out):

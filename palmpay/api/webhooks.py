@@ -33,15 +33,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 
 from palmpay.api.models import Event, WebhookDelivery, WebhookEndpoint
 from palmpay.config import Settings
-from palmpay.db import Database, utcnow
-from palmpay.payments.models import new_id
+from palmpay.db import Database, new_id, utcnow
 
 __all__ = [
     "SIGNATURE_HEADER",
@@ -181,7 +180,7 @@ class WebhookDispatcher:
         settings: Settings,
         client: httpx.Client | None = None,
         clock: Callable[[], datetime] = utcnow,
-        maintenance: Callable[[], None] | None = None,
+        maintenance: Callable[[], object] | None = None,
         maintenance_every_s: float = 300.0,
     ) -> None:
         self.db = db
@@ -266,13 +265,18 @@ class WebhookDispatcher:
                        WebhookDelivery.next_attempt_at == due_at)
                 .values(next_attempt_at=lease_until)
             )
-            return result.rowcount == 1
+            return cast("CursorResult[Any]", result).rowcount == 1  # an UPDATE: a CursorResult
 
     def _attempt(self, delivery_id: int) -> None:
         with self.db.session(readonly=True) as session:
             delivery = session.get(WebhookDelivery, delivery_id)
-            event = session.get(Event, delivery.event_id)
-            endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
+            event = endpoint = None
+            if delivery is not None:
+                event = session.get(Event, delivery.event_id)
+                endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
+        if delivery is None or event is None or endpoint is None:  # foreign keys forbid it
+            log.error("webhook delivery %d lost its row, event or endpoint", delivery_id)
+            return
         body = event_body(event.id, event.type, event.created_at, event.payload)
         error: str | None = None
         if not endpoint.enabled:

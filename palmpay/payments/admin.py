@@ -88,7 +88,8 @@ def kek_usage(settings: Settings) -> dict[str, int]:
                     .where(model.kek_id.is_not(None))
                     .group_by(model.kek_id)
                 ):
-                    usage[kek_id] = usage.get(kek_id, 0) + int(n)
+                    if kek_id is not None:  # filtered out by the query; for the type
+                        usage[kek_id] = usage.get(kek_id, 0) + int(n)
             return usage
     finally:
         db.dispose()

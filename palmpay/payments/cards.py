@@ -19,6 +19,7 @@ __all__ = [
     "ValidCard",
     "normalise_pan",
     "luhn_ok",
+    "luhn_complete",
     "detect_brand",
     "check_expiry",
     "is_expired",
@@ -67,17 +68,26 @@ def normalise_pan(number: str) -> str:
     return digits
 
 
-def luhn_ok(digits: str) -> bool:
-    """Whether the digit string passes the Luhn (mod 10) check."""
+def _luhn_sum(digits: str, double_last: bool) -> int:
     total = 0
     for i, ch in enumerate(reversed(digits)):
         d = ord(ch) - 48
-        if i % 2 == 1:
+        if i % 2 == (0 if double_last else 1):
             d *= 2
             if d > 9:
                 d -= 9
         total += d
-    return total % 10 == 0
+    return total
+
+
+def luhn_ok(digits: str) -> bool:
+    """Whether the digit string passes the Luhn (mod 10) check."""
+    return _luhn_sum(digits, double_last=False) % 10 == 0
+
+
+def luhn_complete(body: str) -> str:
+    """``body`` with its Luhn check digit appended (a valid card number from a prefix)."""
+    return body + str((10 - _luhn_sum(body, double_last=True) % 10) % 10)
 
 
 def detect_brand(digits: str) -> str:

@@ -166,7 +166,7 @@ class Keyring:
         material) if it is malformed."""
         try:
             doc = json.loads(text)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise KeyringError(f"{source} is not valid JSON (line {exc.lineno})") from None
         if not isinstance(doc, dict) or doc.get("version") != _FORMAT_VERSION:
             raise KeyringError(f"{source}: expected a JSON object with \"version\": 1")

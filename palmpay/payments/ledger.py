@@ -29,11 +29,14 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from palmpay.db import utcnow
-from palmpay.payments.models import LEDGER_KINDS, LedgerEntry, Payment, Refund
+from palmpay.payments.models import LedgerEntry, Payment, Refund
+from palmpay.payments.states import LedgerKind
 
 __all__ = ["LedgerReport", "record", "check", "totals"]
 
 log = logging.getLogger(__name__)
+
+_KINDS = frozenset(LedgerKind)
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ def record(
     refund_id: str | None = None,
 ) -> LedgerEntry:
     """Append one entry for ``payment`` (flushed with the caller's transaction)."""
-    if kind not in LEDGER_KINDS:
+    if kind not in _KINDS:
         raise ValueError(f"unknown ledger kind {kind!r}")
     if amount <= 0:
         raise ValueError(f"ledger amounts are positive, got {amount}")
@@ -80,7 +83,7 @@ def totals(session: Session, payment_id: str) -> dict[str, int]:
         .where(LedgerEntry.payment_id == payment_id)
         .group_by(LedgerEntry.kind)
     ).all()
-    out = dict.fromkeys(LEDGER_KINDS, 0)
+    out = dict.fromkeys(map(str, LedgerKind), 0)
     out.update({kind: int(total) for kind, total in rows})
     return out
 
@@ -142,7 +145,7 @@ def check(session: Session) -> LedgerReport:
     released; the refunds rows sum to the refund entries. Per entry: currency equals the payment's.
     Per refund: exactly one refund entry, of the refund's amount.
     """
-    sums: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(LEDGER_KINDS, 0))
+    sums: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(map(str, LedgerKind), 0))
     problems: list[str] = []
     entries = 0
     for pid, kind, total, n in session.execute(
@@ -153,7 +156,7 @@ def check(session: Session) -> LedgerReport:
             func.count(),
         ).group_by(LedgerEntry.payment_id, LedgerEntry.kind)
     ):
-        if kind not in LEDGER_KINDS:
+        if kind not in _KINDS:
             problems.append(f"{pid}: {n} entries of unknown kind {kind!r}")
             continue
         sums[pid][kind] = int(total)

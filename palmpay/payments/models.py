@@ -1,9 +1,10 @@
 """ORM classes of the payments tables (created by migration ``0001_core``).
 
 Ids are prefixed random strings (``cus_``, ``card_``, ``tpl_``, ``pay_``, ``re_`` + 24
-alphanumerics, :func:`new_id`); the card token is ``tok_`` + 24 alphanumerics and is not derived
-from the card number. Amounts are integers in the currency's minor unit. Timestamps are
-timezone-aware UTC (:class:`palmpay.db.UTCDateTime`).
+alphanumerics, :func:`palmpay.db.new_id`); the card token is ``tok_`` + 24 alphanumerics and
+is not derived from the card number. Amounts are integers in the currency's minor unit.
+Timestamps are timezone-aware UTC (:class:`palmpay.db.UTCDateTime`). Statuses and kinds are
+the :mod:`palmpay.payments.states` enums, which also write the ``CHECK`` constraints.
 
 Encrypted records (:class:`Card` while active, :class:`PalmTemplate`) carry the vault envelope:
 ``kek_id``, ``wrapped_dek``, ``nonce``, ``ciphertext`` (see :mod:`palmpay.payments.vault`).
@@ -16,8 +17,6 @@ migration make the database refuse it too.
 
 from __future__ import annotations
 
-import secrets
-import string
 from datetime import datetime
 
 from sqlalchemy import (
@@ -25,15 +24,24 @@ from sqlalchemy import (
     CheckConstraint,
     ForeignKey,
     Index,
-    Integer,
     LargeBinary,
     SmallInteger,
     String,
+    func,
+    select,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
 
-from palmpay.db import Base, UTCDateTime, utcnow
+from palmpay.db import Base, BigIntId, UTCDateTime, check_in, new_id, utcnow
+from palmpay.payments.states import (
+    CaptureMethod,
+    CardStatus,
+    CustomerStatus,
+    LedgerKind,
+    PaymentStatus,
+    RefundStatus,
+)
 
 __all__ = [
     "Customer",
@@ -42,33 +50,8 @@ __all__ = [
     "Payment",
     "Refund",
     "LedgerEntry",
-    "new_id",
     "new_token",
-    "CUSTOMER_STATUSES",
-    "CARD_STATUSES",
-    "PAYMENT_STATUSES",
-    "CAPTURE_METHODS",
-    "LEDGER_KINDS",
-    "ID_LEN",
 ]
-
-_ALPHABET = string.ascii_letters + string.digits
-#: Random characters after the prefix of every id and token (24 × log2(62) ≈ 143 bits).
-ID_LEN = 24
-
-CUSTOMER_STATUSES = ("active", "deleted")
-CARD_STATUSES = ("active", "revoked")
-PAYMENT_STATUSES = ("requires_capture", "succeeded", "canceled", "failed")
-CAPTURE_METHODS = ("automatic", "manual")
-LEDGER_KINDS = ("authorization", "decline", "capture", "release", "refund")
-
-# SQLite only auto-increments an INTEGER PRIMARY KEY.
-_BigIntId = BigInteger().with_variant(Integer, "sqlite")
-
-
-def new_id(prefix: str) -> str:
-    """``<prefix>_`` + 24 random alphanumerics."""
-    return f"{prefix}_" + "".join(secrets.choice(_ALPHABET) for _ in range(ID_LEN))
 
 
 def new_token() -> str:
@@ -76,13 +59,21 @@ def new_token() -> str:
     return new_id("tok")
 
 
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+class PalmTemplate(Base):
+    __tablename__ = "palm_templates"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    kek_id: Mapped[str] = mapped_column(String(64))
+    wrapped_dek: Mapped[bytes] = mapped_column(LargeBinary)
+    nonce: Mapped[bytes] = mapped_column(LargeBinary)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Customer(Base):
     __tablename__ = "customers"
-    __table_args__ = (CheckConstraint(_in("status", CUSTOMER_STATUSES), name="status"),)
+    __table_args__ = (CheckConstraint(check_in("status", CustomerStatus), name="status"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -90,12 +81,31 @@ class Customer(Base):
     consent_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: Stored palm templates, counted by the database when first read (not loaded with the row,
+    #: so a ``SELECT ... FOR UPDATE`` of the customer stays a plain row lock).
+    template_count: Mapped[int] = column_property(
+        select(func.count(PalmTemplate.id))
+        .where(PalmTemplate.customer_id == id)
+        .correlate_except(PalmTemplate)
+        .scalar_subquery(),
+        deferred=True,
+    )
+    #: The customer's cards, the one in use first: active before revoked, then newest.
+    cards: Mapped[list[Card]] = relationship(
+        viewonly=True,
+        order_by="[(Card.status == 'active').desc(), Card.created_at.desc(), Card.id]",
+    )
+
+    @property
+    def card(self) -> Card | None:
+        """The card payments use (every customer is created with one)."""
+        return self.cards[0] if self.cards else None
 
 
 class Card(Base):
     __tablename__ = "cards"
     __table_args__ = (
-        CheckConstraint(_in("status", CARD_STATUSES), name="status"),
+        CheckConstraint(check_in("status", CardStatus), name="status"),
         CheckConstraint(
             "(status = 'active' AND kek_id IS NOT NULL AND wrapped_dek IS NOT NULL "
             "AND nonce IS NOT NULL AND ciphertext IS NOT NULL) OR "
@@ -130,23 +140,11 @@ class Card(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
-class PalmTemplate(Base):
-    __tablename__ = "palm_templates"
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
-    kek_id: Mapped[str] = mapped_column(String(64))
-    wrapped_dek: Mapped[bytes] = mapped_column(LargeBinary)
-    nonce: Mapped[bytes] = mapped_column(LargeBinary)
-    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-
-
 class Payment(Base):
     __tablename__ = "payments"
     __table_args__ = (
-        CheckConstraint(_in("status", PAYMENT_STATUSES), name="status"),
-        CheckConstraint(_in("capture_method", CAPTURE_METHODS), name="capture_method"),
+        CheckConstraint(check_in("status", PaymentStatus), name="status"),
+        CheckConstraint(check_in("capture_method", CaptureMethod), name="capture_method"),
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint(
             "amount_capturable >= 0 AND amount_received >= 0 AND amount_refunded >= 0",
@@ -174,13 +172,14 @@ class Payment(Base):
     terminal: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    card: Mapped[Card] = relationship(viewonly=True)
 
 
 class Refund(Base):
     __tablename__ = "refunds"
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
-        CheckConstraint("status IN ('succeeded')", name="status"),
+        CheckConstraint(check_in("status", RefundStatus), name="status"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -194,11 +193,11 @@ class Refund(Base):
 class LedgerEntry(Base):
     __tablename__ = "ledger_entries"
     __table_args__ = (
-        CheckConstraint(_in("kind", LEDGER_KINDS), name="kind"),
+        CheckConstraint(check_in("kind", LedgerKind), name="kind"),
         CheckConstraint("amount > 0", name="amount_positive"),
     )
 
-    id: Mapped[int] = mapped_column(_BigIntId, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), index=True)
     refund_id: Mapped[str | None] = mapped_column(ForeignKey("refunds.id"), index=True)
     kind: Mapped[str] = mapped_column(String(16))

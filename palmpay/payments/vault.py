@@ -35,9 +35,10 @@ import logging
 import os
 import struct
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 from cryptography.exceptions import InvalidTag
@@ -128,6 +129,13 @@ def unpack_template(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     vector = np.frombuffer(data, "<f4", n_vec, start).astype(np.float32)
     code = np.frombuffer(data, np.uint8, n_code, start + 4 * n_vec).copy()
     return vector, code
+
+
+def _stored_envelope(row: Card | PalmTemplate) -> Envelope:
+    """The envelope of an encrypted row; a row without one (a revoked card) is unavailable."""
+    if row.kek_id is None or row.wrapped_dek is None or row.nonce is None or row.ciphertext is None:
+        raise VaultError(f"{type(row).__name__} {row.id} has no encrypted envelope")
+    return Envelope(row.kek_id, row.wrapped_dek, row.nonce, row.ciphertext)
 
 
 class CardVault:
@@ -231,7 +239,7 @@ class CardVault:
     def _card_envelope(row: Card) -> Envelope:
         if row.status != "active" or row.ciphertext is None:
             raise PaymentError("card_unavailable", f"card {row.token} is revoked")
-        return Envelope(row.kek_id, row.wrapped_dek, row.nonce, row.ciphertext)  # type: ignore[arg-type]
+        return _stored_envelope(row)
 
     @contextmanager
     def reveal(self, row: Card) -> Iterator[str]:
@@ -261,7 +269,7 @@ class CardVault:
     # -- rotation ---------------------------------------------------------------------------
 
     def _rewrap_row(self, row: Card | PalmTemplate, aad: bytes, keyring: Keyring) -> None:
-        env = Envelope(row.kek_id, row.wrapped_dek, row.nonce, row.ciphertext)  # type: ignore[arg-type]
+        env = _stored_envelope(row)
         dek = self._unwrap(env.kek_id, env.wrapped_dek, aad)
         new_wrapped = self._wrap(dek, keyring, aad)
         # Verify before the row changes: the new wrapping opens and the DEK opens the payload.
@@ -305,9 +313,9 @@ def rewrap_all(
         vault = CardVault(keyring)
     active = keyring.active_kek_id
     total = 0
-    targets: list[tuple[type[Card] | type[PalmTemplate], Callable[[object], bytes]]] = [
-        (Card, lambda row: _card_aad(row.token)),  # type: ignore[attr-defined]
-        (PalmTemplate, lambda row: _template_aad(row.id)),  # type: ignore[attr-defined]
+    targets: list[tuple[type[Card] | type[PalmTemplate], Callable[[Any], bytes]]] = [
+        (Card, lambda row: _card_aad(row.token)),
+        (PalmTemplate, lambda row: _template_aad(row.id)),
     ]
     for model, aad_of in targets:
         done_in_table = 0
@@ -320,7 +328,7 @@ def rewrap_all(
                 .limit(batch_size)
                 .with_for_update()
             )
-            rows = session.scalars(stmt).all()
+            rows = cast("Sequence[Card | PalmTemplate]", session.scalars(stmt).all())
             if not rows:
                 session.commit()
                 break

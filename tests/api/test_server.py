@@ -3,49 +3,24 @@
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-import uvicorn
 
 from palmpay.api.keys import create_api_key
+from palmpay.api.threaded import serve_in_thread
 from palmpay.payments.models import Customer, Payment
 from tests.api.conftest import CARDS, make_app, make_settings
 
 CONCURRENT = 50
 
 
-class Server:
-    """uvicorn on a random free port, in a thread."""
-
-    def __init__(self, app) -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                lifespan="on", limit_concurrency=200)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(30)
-
-
 @pytest.fixture
 def server(db_url, tmp_path, models):
     settings = make_settings(db_url, tmp_path, max_upload_bytes=2_000_000)
     app = make_app(settings, models)
-    with Server(app) as base:
+    with serve_in_thread(app, limit_concurrency=200) as base:
         yield base, app
 
 

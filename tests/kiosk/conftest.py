@@ -16,9 +16,6 @@
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,11 +76,10 @@ class KioskServer:
 
 @pytest.fixture(scope="session")
 def kiosk_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KioskServer]:
-    import uvicorn
-
     from palmpay.api.app import create_app
     from palmpay.api.keys import create_api_key
     from palmpay.api.routes import kiosk
+    from palmpay.api.threaded import serve_in_thread
     from palmpay.config import Settings
 
     data_dir = tmp_path_factory.mktemp("kiosk-data")
@@ -91,29 +87,11 @@ def kiosk_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KioskServ
     app = create_app(settings)
     if not any(getattr(r, "path", "") == "/kiosk/enroll" for r in app.routes):
         kiosk.mount_kiosk(app)  # until create_app includes the kiosk router itself
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on",
-                                           timeout_graceful_shutdown=2))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
-                              name="kiosk-uvicorn")
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the PalmPay API server did not start")
-        time.sleep(0.05)
-    db = app.state.palmpay.db
-    _, kiosk_key = create_api_key(db, "kiosk browser test", "kiosk")
-    _, terminal_key = create_api_key(db, "checkout browser test", "terminal")
-    try:
-        yield KioskServer(f"http://127.0.0.1:{port}", kiosk_key, terminal_key, app, settings)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
+    with serve_in_thread(app, timeout_graceful_shutdown=2, stop_timeout_s=15) as base_url:
+        db = app.state.palmpay.db
+        _, kiosk_key = create_api_key(db, "kiosk browser test", "kiosk")
+        _, terminal_key = create_api_key(db, "checkout browser test", "terminal")
+        yield KioskServer(base_url, kiosk_key, terminal_key, app, settings)
 
 
 @pytest.fixture(scope="session")

@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 
 from palmpay.db import Database, upgrade
+from palmpay.embed import Template
 from palmpay.payments.cards import CardInput
 from palmpay.payments.keys import generate_keyring, read_keyring_file, write_keyring_file
 from palmpay.payments.processor import SimulatedAcquirer
-from palmpay.payments.service import CustomerView, PaymentService
+from palmpay.payments.service import PaymentService
 from palmpay.payments.vault import CardVault
+from palmpay.payments.views import CustomerView
 from tests.dbfixtures import db_url  # noqa: F401  (pytest fixture)
 
 VISA = "4242424242424242"
@@ -36,13 +38,13 @@ def card(number: str = VISA, **kw) -> CardInput:
                      exp_year=kw.pop("exp_year", EXP_YEAR), holder_name=kw.pop("holder_name", "A"))
 
 
-def make_templates(n: int = 2, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+def make_templates(n: int = 2, seed: int = 0) -> list[Template]:
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n):
         v = rng.standard_normal(VECTOR_DIM).astype(np.float32)
         v /= np.linalg.norm(v)
-        out.append((v, rng.integers(0, 256, CODE_BYTES, dtype=np.uint8)))
+        out.append(Template(v, rng.integers(0, 256, CODE_BYTES, dtype=np.uint8)))
     return out
 
 

@@ -97,7 +97,7 @@ def test_build_service_dev_mode(tmp_path, monkeypatch) -> None:
         svc.authorize(cus.id, 1, "eur")
     svc.db.dispose()
     again = build_service(settings)  # restart: same keyring, same data
-    assert [r.customer_id for r in again.templates()] == [cus.id]
+    assert [who for who, _ in again.templates()] == [cus.id]
     again.db.dispose()
 
 

@@ -39,7 +39,7 @@ def _everything_opens(db: Database, vault: CardVault) -> tuple[set[str], int]:
 def test_rotate_rewrap_then_drop_old_kek(db, keyring_path, vault, enroll, service) -> None:
     customers = [enroll(number, n_templates=3) for number in (VISA, MASTERCARD, AMEX)]
     service.delete_customer(customers[2].id)  # revoked card: nothing to re-wrap
-    before = {r.customer_id: r.vector.copy() for r in service.templates()}
+    before = {who: t.vector.copy() for who, t in service.templates()}
     old = vault.active_kek_id
 
     new = rotate(keyring_path)
@@ -54,7 +54,7 @@ def test_rotate_rewrap_then_drop_old_kek(db, keyring_path, vault, enroll, servic
     only_new = CardVault(read_keyring_file(keyring_path))
     assert _everything_opens(db, only_new) == ({new}, 8)
     svc = PaymentService(db, only_new, SimulatedAcquirer())
-    after = {r.customer_id: r.vector for r in svc.templates()}
+    after = {who: t.vector for who, t in svc.templates()}
     assert before.keys() == after.keys()
     assert all(np.array_equal(before[k], after[k]) for k in before)
     assert svc.authorize(customers[0].id, 100, "eur").status == "succeeded"

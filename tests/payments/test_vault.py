@@ -58,7 +58,8 @@ def test_envelope_bound_to_its_row(vault: CardVault) -> None:
 
 
 def test_template_round_trip(vault: CardVault) -> None:
-    (vector, code), = make_templates(1)
+    (template,) = make_templates(1)
+    vector, code = template.vector, template.code
     env = vault.seal_template("tpl_x", vector, code)
     row = PalmTemplate(id="tpl_x", kek_id=env.kek_id, wrapped_dek=env.wrapped_dek,
                        nonce=env.nonce, ciphertext=env.ciphertext)

@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, status
 
 from palmpay.api.deps import AdminKey, JsonBody, StateDep
-from palmpay.api.errors import ApiError
 from palmpay.api.keys import ApiKeyView, create_api_key, revoke_api_key
 from palmpay.api.schemas import ApiKeyIn, ApiKeyOut, unix
+from palmpay.payments.errors import PaymentError
 
 __all__ = ["router"]
 
@@ -36,4 +36,4 @@ def revoke_key(key: AdminKey, state: StateDep, key_id: str) -> ApiKeyOut:
     try:
         return _out(revoke_api_key(state.db, key_id))
     except KeyError:
-        raise ApiError("not_found", f"no API key {key_id}") from None
+        raise PaymentError("not_found", f"no API key {key_id}") from None

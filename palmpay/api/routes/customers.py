@@ -8,11 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, UploadFile, status
 
 from palmpay.api.deps import KioskKey, Multipart, PalmsDep, ServiceDep, SettingsDep
-from palmpay.api.errors import ApiError
 from palmpay.api.images import read_images
-from palmpay.api.schemas import CustomerOut, customer_out
 from palmpay.payments.cards import CardInput, validate_card
 from palmpay.payments.errors import PaymentError
+from palmpay.payments.states import CustomerStatus
+from palmpay.payments.views import CustomerView
 
 __all__ = ["router"]
 
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=CustomerOut)
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=CustomerView)
 def create_customer(
     key: KioskKey,
     _multipart: Annotated[None, Multipart],
@@ -39,10 +39,10 @@ def create_customer(
     holder_name: Annotated[str | None, Form(max_length=200)] = None,
     consent: Annotated[str | None, Form(
         description='Explicit biometric consent: must be "true".')] = None,
-) -> CustomerOut:
+) -> CustomerView:
     """Enroll a customer: palm templates from the photos, the card tokenised in the vault."""
     if consent is None or consent.strip().lower() != "true":
-        raise ApiError("consent_required",
+        raise PaymentError("consent_required",
                        'enrollment needs explicit biometric consent: send consent="true"')
     card = CardInput(number=card_number, exp_month=exp_month, exp_year=exp_year,
                      holder_name=holder_name)
@@ -52,34 +52,34 @@ def create_customer(
     with palms.enrollment():
         owner, _score = palms.match(templates)
         if owner is not None and _active(service, owner):
-            raise ApiError("palm_already_enrolled",
+            raise PaymentError("palm_already_enrolled",
                            "this palm is already enrolled by another customer")
         customer = service.create_customer(name, card, templates, consent=True)
         # Index after the commit; the database is the source of truth.
         palms.add(customer.id, templates)
     log.info("kiosk %s enrolled customer %s (%d templates)", key.id, customer.id,
              len(templates))
-    return customer_out(customer)
+    return customer
 
 
 def _active(service: ServiceDep, customer_id: str) -> bool:
     try:
-        return service.get_customer(customer_id).status == "active"
+        return service.get_customer(customer_id).status == CustomerStatus.ACTIVE
     except PaymentError:
         return False
 
 
-@router.get("/{customer_id}", response_model=CustomerOut)
-def get_customer(key: KioskKey, service: ServiceDep, customer_id: str) -> CustomerOut:
+@router.get("/{customer_id}", response_model=CustomerView)
+def get_customer(key: KioskKey, service: ServiceDep, customer_id: str) -> CustomerView:
     """A customer (active or deleted)."""
-    return customer_out(service.get_customer(customer_id))
+    return service.get_customer(customer_id)
 
 
-@router.delete("/{customer_id}", response_model=CustomerOut)
+@router.delete("/{customer_id}", response_model=CustomerView)
 def delete_customer(key: KioskKey, service: ServiceDep, palms: PalmsDep,
-                    customer_id: str) -> CustomerOut:
+                    customer_id: str) -> CustomerView:
     """Unenroll: palm templates deleted, card revoked; the palm no longer pays."""
     customer = service.delete_customer(customer_id)
     palms.remove(customer_id)
     log.info("%s %s unenrolled customer %s", key.scope, key.id, customer_id)
-    return customer_out(customer)
+    return customer

@@ -12,7 +12,7 @@ tell an unknown palm from an unenrolled customer.
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Body, File, Form, UploadFile, status
 
@@ -24,12 +24,13 @@ from palmpay.api.deps import (
     SettingsDep,
     TerminalKey,
 )
-from palmpay.api.errors import ApiError
 from palmpay.api.images import read_images
 from palmpay.api.keys import ApiKeyView
-from palmpay.api.schemas import CaptureIn, PaymentOut, payment_out
+from palmpay.api.schemas import CaptureIn
 from palmpay.payments.errors import PaymentError
-from palmpay.payments.service import CustomerView, PaymentService, PaymentView
+from palmpay.payments.service import PaymentService
+from palmpay.payments.states import CaptureMethod, CustomerStatus
+from palmpay.payments.views import CustomerView, PaymentView
 
 __all__ = ["router", "visible_payment"]
 
@@ -41,8 +42,8 @@ router = APIRouter(prefix="/v1/payments", tags=["payments"])
 _NOBODY = "cus_" + "0" * 24
 
 
-def _not_recognised() -> ApiError:
-    return ApiError("palm_not_recognised", "the palm does not match any enrolled customer")
+def _not_recognised() -> PaymentError:
+    return PaymentError("palm_not_recognised", "the palm does not match any enrolled customer")
 
 
 def _payable(service: PaymentService, candidate: str | None) -> CustomerView | None:
@@ -51,7 +52,7 @@ def _payable(service: PaymentService, candidate: str | None) -> CustomerView | N
         customer = service.get_customer(candidate or _NOBODY)
     except PaymentError:
         return None
-    return customer if candidate is not None and customer.status == "active" else None
+    return customer if candidate is not None and customer.status == CustomerStatus.ACTIVE else None
 
 
 def visible_payment(service: PaymentService, key: ApiKeyView, payment_id: str) -> PaymentView:
@@ -63,7 +64,7 @@ def visible_payment(service: PaymentService, key: ApiKeyView, payment_id: str) -
     return payment
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=PaymentOut)
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=PaymentView)
 def create_payment(
     key: TerminalKey,
     _multipart: Annotated[None, Multipart],
@@ -74,8 +75,8 @@ def create_payment(
                                                          "presented palm (up to max_images).")],
     amount: Annotated[int, Form(gt=0, description="Minor units (cents).")],
     currency: Annotated[str, Form(min_length=3, max_length=3, pattern="^[A-Za-z]{3}$")],
-    capture_method: Annotated[Literal["automatic", "manual"], Form()] = "automatic",
-) -> PaymentOut:
+    capture_method: Annotated[CaptureMethod, Form()] = CaptureMethod.AUTOMATIC,
+) -> PaymentView:
     """Identify the palm in the frames and charge the customer's card."""
     decoded = read_images(frames, "frames", settings, minimum=1)
     candidate, score = palms.identify(decoded)
@@ -92,29 +93,29 @@ def create_payment(
         raise
     log.info("terminal %s: payment %s %s (score %.3f)", key.id, payment.id, payment.status,
              score)
-    return payment_out(payment).model_copy(update={"customer_name": customer.name})
+    return payment.model_copy(update={"customer_name": customer.name})
 
 
-@router.get("/{payment_id}", response_model=PaymentOut)
-def get_payment(key: TerminalKey, service: ServiceDep, payment_id: str) -> PaymentOut:
-    return payment_out(visible_payment(service, key, payment_id))
+@router.get("/{payment_id}", response_model=PaymentView)
+def get_payment(key: TerminalKey, service: ServiceDep, payment_id: str) -> PaymentView:
+    return visible_payment(service, key, payment_id)
 
 
-@router.post("/{payment_id}/capture", response_model=PaymentOut)
+@router.post("/{payment_id}/capture", response_model=PaymentView)
 def capture_payment(
     key: TerminalKey,
     _json: Annotated[None, JsonBody],
     service: ServiceDep,
     payment_id: str,
     body: Annotated[CaptureIn | None, Body()] = None,
-) -> PaymentOut:
+) -> PaymentView:
     """Capture a ``requires_capture`` payment (all, or ``amount``)."""
     visible_payment(service, key, payment_id)
-    return payment_out(service.capture(payment_id, body.amount if body else None))
+    return service.capture(payment_id, body.amount if body else None)
 
 
-@router.post("/{payment_id}/cancel", response_model=PaymentOut)
-def cancel_payment(key: TerminalKey, service: ServiceDep, payment_id: str) -> PaymentOut:
+@router.post("/{payment_id}/cancel", response_model=PaymentView)
+def cancel_payment(key: TerminalKey, service: ServiceDep, payment_id: str) -> PaymentView:
     """Cancel a ``requires_capture`` payment (release the hold)."""
     visible_payment(service, key, payment_id)
-    return payment_out(service.cancel(payment_id))
+    return service.cancel(payment_id)

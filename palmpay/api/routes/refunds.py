@@ -8,28 +8,29 @@ from fastapi import APIRouter, status
 
 from palmpay.api.deps import JsonBody, ServiceDep, TerminalKey
 from palmpay.api.routes.payments import visible_payment
-from palmpay.api.schemas import RefundIn, RefundOut, refund_out
+from palmpay.api.schemas import RefundIn
 from palmpay.payments.errors import PaymentError
+from palmpay.payments.views import RefundView
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/refunds", tags=["refunds"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=RefundOut)
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=RefundView)
 def create_refund(key: TerminalKey, _json: Annotated[None, JsonBody], service: ServiceDep,
-                  body: RefundIn) -> RefundOut:
+                  body: RefundIn) -> RefundView:
     """Refund (part of) a succeeded payment; ``amount`` defaults to all that is left."""
     visible_payment(service, key, body.payment)
-    return refund_out(service.refund(body.payment, body.amount))
+    return service.refund(body.payment, body.amount)
 
 
-@router.get("/{refund_id}", response_model=RefundOut)
-def get_refund(key: TerminalKey, service: ServiceDep, refund_id: str) -> RefundOut:
+@router.get("/{refund_id}", response_model=RefundView)
+def get_refund(key: TerminalKey, service: ServiceDep, refund_id: str) -> RefundView:
     refund = service.get_refund(refund_id)
     try:
         visible_payment(service, key, refund.payment)
     except PaymentError:
         raise PaymentError("refund_not_found", f"no refund {refund_id}",
                            extra={"refund": refund_id}) from None
-    return refund_out(refund)
+    return refund

@@ -1,0 +1,184 @@
+"""Customers: enrol (card tokenised, palm templates encrypted), read, add templates, unenrol,
+and the decrypted templates of every active customer for the palm index.
+
+Part of :class:`~palmpay.payments.service.PaymentService` (see that module for events and
+concurrency).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from palmpay.db import new_id, utcnow
+from palmpay.embed import Template
+from palmpay.payments.cards import CardInput
+from palmpay.payments.core import ServiceCore
+from palmpay.payments.errors import PaymentError
+from palmpay.payments.models import Card, Customer, PalmTemplate
+from palmpay.payments.states import CardStatus, CustomerStatus
+from palmpay.payments.validation import check_name, check_templates
+from palmpay.payments.views import CustomerView
+
+__all__ = ["CustomerOperations"]
+
+log = logging.getLogger(__name__)
+
+#: Templates decrypted per database round trip by :meth:`CustomerOperations.templates`.
+_TEMPLATE_PAGE = 256
+
+
+class CustomerOperations(ServiceCore):
+    """Enrolment and unenrolment of customers."""
+
+    def _add_templates(self, session: Session, customer_id: str,
+                       templates: list[Template]) -> None:
+        now = utcnow()
+        for template in templates:
+            template_id = new_id("tpl")
+            env = self.vault.seal_template(template_id, template.vector, template.code)
+            session.add(PalmTemplate(
+                id=template_id, customer_id=customer_id, kek_id=env.kek_id,
+                wrapped_dek=env.wrapped_dek, nonce=env.nonce, ciphertext=env.ciphertext,
+                created_at=now,
+            ))  # fmt: skip
+
+    def create_customer(
+        self,
+        name: str,
+        card: CardInput,
+        templates: Sequence[Template],
+        consent: bool,
+    ) -> CustomerView:
+        """Enrol a customer: card tokenised into the vault, palm templates encrypted.
+
+        ``templates``: 1 to :data:`~palmpay.payments.validation.MAX_TEMPLATES`
+        :class:`palmpay.embed.Template` objects, all the same sizes.
+
+        Raises ``consent_required`` unless ``consent is True`` (biometric consent, recorded as
+        ``consent_at``); ``invalid_request`` for an empty/overlong name; ``invalid_template``;
+        ``invalid_card`` / ``expired_card``; ``duplicate_card`` when the same card number is
+        active on another customer (enforced by a unique index, so also under races).
+        """
+        if consent is not True:
+            raise PaymentError("consent_required", "explicit consent to store palm templates "
+                               "is required to enrol")
+        name = check_name(name)
+        checked = check_templates(templates)
+        stored = self.vault.tokenize(card)
+        now = utcnow()
+        customer_id = new_id("cus")
+        try:
+            with self.db.session() as s:
+                if self._fingerprint_active(s, stored.fingerprint):
+                    raise self._duplicate_card()
+                s.add(Customer(id=customer_id, name=name, status=CustomerStatus.ACTIVE,
+                               consent_at=now, created_at=now))
+                s.flush()
+                s.add(Card(
+                    id=new_id("card"), token=stored.token, customer_id=customer_id,
+                    brand=stored.brand, last4=stored.last4, exp_month=stored.exp_month,
+                    exp_year=stored.exp_year, fingerprint=stored.fingerprint,
+                    status=CardStatus.ACTIVE, kek_id=stored.envelope.kek_id,
+                    wrapped_dek=stored.envelope.wrapped_dek, nonce=stored.envelope.nonce,
+                    ciphertext=stored.envelope.ciphertext, created_at=now,
+                ))  # fmt: skip
+                self._add_templates(s, customer_id, checked)
+                s.flush()
+                view = CustomerView.model_validate(self._customer(s, customer_id))
+        except IntegrityError:
+            with self.db.session(readonly=True) as s:
+                duplicate = self._fingerprint_active(s, stored.fingerprint)
+            if duplicate:
+                raise self._duplicate_card() from None
+            raise
+        log.info("enrolled customer %s (%s card %s, %d templates)", customer_id, stored.brand,
+                 stored.token, len(checked))
+        self._emit("customer.created", view)
+        return view
+
+    @staticmethod
+    def _fingerprint_active(session: Session, fingerprint: str) -> bool:
+        count = session.scalar(
+            select(func.count()).select_from(Card).where(
+                Card.fingerprint == fingerprint, Card.status == CardStatus.ACTIVE
+            )
+        )
+        return bool(count)
+
+    @staticmethod
+    def _duplicate_card() -> PaymentError:
+        return PaymentError("duplicate_card", "this card is already enrolled by another customer")
+
+    def get_customer(self, customer_id: str) -> CustomerView:
+        """The customer, active or deleted; ``customer_not_found`` if it never existed."""
+        with self.db.session(readonly=True) as s:
+            return CustomerView.model_validate(self._customer(s, customer_id))
+
+    def add_templates(self, customer_id: str, templates: Sequence[Template]) -> CustomerView:
+        """Store more palm templates for an active customer (re-enrolment, extra samples); at
+        most :data:`~palmpay.payments.validation.MAX_TEMPLATES` at once."""
+        checked = check_templates(templates)
+        with self.db.session() as s:
+            customer = self._active_customer(s, customer_id)
+            self._add_templates(s, customer_id, checked)
+            s.flush()
+            return CustomerView.model_validate(customer)
+
+    def delete_customer(self, customer_id: str) -> CustomerView:
+        """Unenrol: delete the palm templates, revoke the card token and destroy its encrypted
+        card number (the row keeps brand/last4/expiry/fingerprint for the payment history).
+        Payments and refunds are kept; uncaptured payments can still be captured or canceled
+        (they need the authorisation code, not the card).
+
+        Not idempotent: deleting a deleted customer raises ``customer_deleted``, so the
+        ``customer.deleted`` event fires exactly once. ``customer_not_found`` if it never existed.
+        """
+        now = utcnow()
+        with self.db.session() as s:
+            customer = self._customer(s, customer_id, lock=True)
+            if customer.status == CustomerStatus.DELETED:
+                raise PaymentError("customer_deleted", f"customer {customer_id} is already deleted",
+                                   extra={"customer": customer_id})
+            deleted = s.execute(delete(PalmTemplate).where(PalmTemplate.customer_id == customer_id))
+            removed = cast("CursorResult[Any]", deleted).rowcount  # DML returns a CursorResult
+            for card in s.scalars(
+                select(Card).where(Card.customer_id == customer_id,
+                                   Card.status == CardStatus.ACTIVE)
+            ):
+                card.status = CardStatus.REVOKED
+                card.revoked_at = now
+                card.kek_id = card.wrapped_dek = card.nonce = card.ciphertext = None
+            customer.status = CustomerStatus.DELETED
+            customer.deleted_at = now
+            s.flush()
+            view = CustomerView.model_validate(customer)
+        log.info("unenrolled customer %s: %d templates deleted, card revoked", customer_id, removed)
+        self._emit("customer.deleted", view)
+        return view
+
+    def templates(self) -> Iterator[tuple[str, Template]]:
+        """``(customer_id, template)`` for every palm template of every active customer,
+        decrypted (for rebuilding the search index at start-up). Read page by page in short
+        transactions, ordered by template id."""
+        last = ""
+        while True:
+            with self.db.session(readonly=True) as s:
+                rows = s.scalars(
+                    select(PalmTemplate)
+                    .join(Customer, Customer.id == PalmTemplate.customer_id)
+                    .where(Customer.status == CustomerStatus.ACTIVE, PalmTemplate.id > last)
+                    .order_by(PalmTemplate.id)
+                    .limit(_TEMPLATE_PAGE)
+                ).all()
+            if not rows:
+                return
+            for row in rows:
+                vector, code = self.vault.open_template(row)
+                yield row.customer_id, Template(vector, code)
+            last = rows[-1].id
