@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -132,7 +133,10 @@ def _run_asgi(app, chunks, headers):
         sent.append(message)
 
     scope = {"type": "http", "method": "POST", "path": "/v1/payments", "headers": headers}
-    asyncio.run(app(scope, receive, send))
+    # A loop of its own in a thread of its own: the kiosk suite's Playwright (sync API) keeps an
+    # event loop running in the main thread for the whole session, whatever the test order.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, app(scope, receive, send)).result()
     return sent
 
 

@@ -31,6 +31,9 @@ HAND_A = 11
 HAND_B = 12
 #: Enrolls both hands.
 HAND_C = 13
+#: Enrolled over the API, then unenrolled at the kiosk (its own shopper: no test depends on
+#: another test's order).
+HAND_D = 14
 #: The card the tests enroll (a Luhn-valid Visa test number) and the name on it.
 CARD = "4242 4242 4242 4242"
 CARD_DIGITS = CARD.replace(" ", "")
@@ -98,17 +101,20 @@ def kiosk_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KioskServ
 def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Fake-camera clips at 15 fps, the hand in view in most frames: hand A to enroll (640x480),
     hand A to pay (another pose, 1280x720), hand B (never enrolled), person C's right then left
-    hand."""
+    hand, hand D to pay after it was unenrolled."""
     folder = tmp_path_factory.mktemp("kiosk-videos")
     a = synth.HandIdentity.from_seed(HAND_A)
     b = synth.HandIdentity.from_seed(HAND_B)
     c = synth.HandIdentity.from_seed(HAND_C)
+    d = synth.HandIdentity.from_seed(HAND_D)
     clips = {
         "enroll_a": synth.presentation_frames(a, 30, seed=1, enter_fraction=0.1,
                                               leave_fraction=0.1),
         "pay_a": synth.presentation_frames(a, 30, seed=2, size=(1280, 720),
                                            enter_fraction=0.1, leave_fraction=0.1),
         "pay_b": synth.presentation_frames(b, 30, seed=3, enter_fraction=0.1,
+                                           leave_fraction=0.1),
+        "pay_d": synth.presentation_frames(d, 30, seed=6, enter_fraction=0.1,
                                            leave_fraction=0.1),
         # Right hand, then left hand: the "add my other hand" path.
         "both_c": synth.presentation_frames(c, 24, seed=4, hand="right", enter_fraction=0.1,

@@ -2,7 +2,9 @@
 
 A synthetic shopper (hand A) enrolls through /kiosk/enroll with Chromium's fake camera playing
 a video of their hand, pays at /kiosk/checkout with another video of the same hand (another
-pose, 1280x720), is declined above the simulated card limit, unenrolls, and can no longer pay.
+pose, 1280x720) and is declined above the simulated card limit. Another shopper (hand D,
+enrolled over the API) unenrolls at /kiosk/unenroll and can no longer pay. No test depends on
+another's order (``make test-shuffled``).
 A never-enrolled hand is "Not recognised"; a denied or missing camera, a missing or refused key
 and a card number failing the Luhn check each show their message. Every screen is checked for
 touch-target size and sideways overflow at 640x480 or 1280x720, and screenshots of each screen
@@ -15,11 +17,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
+import httpx
+import numpy as np
 import pytest
 from sqlalchemy import select
 
+from palmpay import synth
 from palmpay.payments.models import Card, Customer, PalmTemplate, Payment
-from tests.kiosk.conftest import CARD, CARD_DIGITS, NAME, PageWatch, watch
+from tests.kiosk.conftest import CARD, CARD_DIGITS, HAND_D, NAME, PageWatch, watch
 from tests.pan_scan import find_pans
 
 # The browser first: without Chromium the tests skip (or fail under CI=true) before the server
@@ -150,7 +156,7 @@ def capture_palm_and_reach_card_form(page: Any, shots: Any = None) -> None:
 
 
 # -------------------------------------------------------------------------------------------
-# Enrollment (module-scoped: checkout and unenroll below use this customer)
+# Enrollment (session-scoped: the checkout below uses this customer, whatever the test order)
 # -------------------------------------------------------------------------------------------
 
 
@@ -164,7 +170,7 @@ class Enrolled:
     url_after_load: str
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def enrolled(kiosk_server: Any, videos: dict, launch: Any, shots: Any) -> Enrolled:
     """Hand A enrolls through the enroll page at 640x480, keyboard where it matters."""
     browser = launch(videos["enroll_a"])
@@ -541,11 +547,31 @@ def test_kiosk_helpers_in_the_browser(kiosk_server: Any, launch: Any) -> None:
     browser.close()
 
 
+def _enroll_over_api(kiosk_server: Any, seed: int) -> str:
+    """Enroll the synthetic hand ``seed`` through POST /v1/customers; returns the customer id."""
+    rng = np.random.default_rng(2000 + seed)
+    identity = synth.HandIdentity.from_seed(seed)
+    files = []
+    for n in range(kiosk_server.settings.enroll_min_samples + 2):
+        image = synth.render_hand(identity, synth.Variation.random(rng, synth.TEST_RANGES,
+                                                                   size=(640, 480)))
+        ok, png = cv2.imencode(".png", image)
+        assert ok
+        files.append(("images", (f"d{n}.png", png.tobytes(), "image/png")))
+    data = {"name": "Dora Unenroll", "card_number": "5555555555554444", "exp_month": "12",
+            "exp_year": "2034", "consent": "true"}
+    r = httpx.post(f"{kiosk_server.base_url}/v1/customers", data=data, files=files,
+                   headers={"Authorization": f"Bearer {kiosk_server.kiosk_key}"}, timeout=120)
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
 def test_unenroll_then_the_palm_no_longer_pays(
-    enrolled: Enrolled, kiosk_server: Any, videos: dict, launch: Any, shots: Any
+    kiosk_server: Any, videos: dict, launch: Any, shots: Any
 ) -> None:
-    """Runs last: removes the customer enrolled above, then hand A is not recognised."""
-    browser = launch(videos["pay_a"])
+    """Hand D's customer is removed at the unenroll page; then hand D is not recognised."""
+    customer_id = _enroll_over_api(kiosk_server, HAND_D)
+    browser = launch(videos["pay_d"])
     context = browser.new_context(viewport=SMALL)
     page = context.new_page()
     seen = watch(page)
@@ -556,18 +582,18 @@ def test_unenroll_then_the_palm_no_longer_pays(
     page.press("#customer-id", "Enter")
     page.wait_for_function("() => document.getElementById('unenroll-error').textContent !== ''")
     assert "No enrollment has this customer ID" in text(page, "#unenroll-error")
-    page.fill("#customer-id", enrolled.customer_id)
+    page.fill("#customer-id", customer_id)
     shots(page, "unenroll-1-form")
     page.press("#customer-id", "Enter")
     wait_screen(page, "removed")
     check_layout(page)
-    assert text(page, "#removed-id") == enrolled.customer_id
+    assert text(page, "#removed-id") == customer_id
     shots(page, "unenroll-2-removed")
     with kiosk_server.state.db.session(readonly=True) as session:
-        customer = session.get(Customer, enrolled.customer_id)
+        customer = session.get(Customer, customer_id)
         assert customer.status == "deleted" and customer.deleted_at is not None
         assert session.scalars(select(PalmTemplate).where(
-            PalmTemplate.customer_id == enrolled.customer_id)).all() == []
+            PalmTemplate.customer_id == customer_id)).all() == []
 
     # Moving to another kiosk page in this tab keeps the key (sessionStorage) without a fragment.
     page.goto(kiosk_server.url("enroll"))
