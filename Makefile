@@ -48,10 +48,12 @@ lock:
 demo: $(STAMP)
 	$(BIN)/palmpay demo
 
-# The whole truth: lint + every suite (PYTEST_ARGS passes extra pytest options) (slow ones included) + the MediaPipe comparison when its
+# The whole truth: lint + type check (mypy on palmpay/) + every suite (slow ones included;
+# PYTEST_ARGS passes extra pytest options) + the MediaPipe comparison when its
 # reference venv could be built (it skips with a message otherwise).
 test: $(STAMP) mediapipe-reference
 	$(BIN)/ruff check $(LINTED)
+	$(BIN)/mypy
 	PALMPAY_MEDIAPIPE_PYTHON=$(CURDIR)/$(MP_VENV)/bin/python $(BIN)/pytest -q $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
@@ -64,6 +66,7 @@ test-shuffled: $(STAMP) mediapipe-reference
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINTED)
+	$(BIN)/mypy
 
 mediapipe-reference:
 	@test $(MP_STAMP) -nt $(MP_LOCK) || { rm -rf $(MP_VENV) && $(PYTHON) -m venv $(MP_VENV) && \

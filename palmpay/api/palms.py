@@ -32,9 +32,7 @@ from palmpay.embed import Template
 from palmpay.index import UnknownIdentityError
 from palmpay.payments.errors import PaymentError
 from palmpay.pipeline import Analysis as FrameAnalysis
-from palmpay.quality import Quality
 from palmpay.recognizer import Recognizer
-from palmpay.roi import RoiResult
 
 __all__ = ["Analysis", "PalmDirectory"]
 
@@ -49,28 +47,12 @@ class Analysis:
     frame: FrameAnalysis
 
     @property
-    def roi(self) -> RoiResult:
-        return self.frame.roi
-
-    @property
-    def quality(self) -> Quality | None:
-        return self.frame.quality
-
-    @property
     def good(self) -> bool:
         return self.frame.good
 
-    @property
-    def status(self) -> str:
-        return self.frame.status
-
-    @property
-    def reason(self) -> str:
-        return self.frame.reason
-
     def as_dict(self) -> dict[str, str]:
         return {"image": self.image.part, "filename": self.image.filename,
-                "status": self.status, "reason": self.reason}
+                "status": self.frame.status, "reason": self.frame.reason}
 
 
 class PalmDirectory:

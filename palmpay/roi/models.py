@@ -37,25 +37,40 @@ SCORE_CLIP = 100.0
 LANDMARK_Z_NORMALIZE = 0.4  # TensorsToLandmarksCalculator normalize_z
 
 
-def _square_input(session: ort.InferenceSession) -> tuple[ort.InferenceSession, str, int]:
-    """The session, its (first) input's name and its side: N×3×side×side images."""
-    model_input = session.get_inputs()[0]
-    return session, model_input.name, int(model_input.shape[2])
+class _SquareInputModel:
+    """An ONNX model taking N×3×side×side images: its session, input name and side.
+
+    ``session`` is an onnxruntime session of the model; by default the file the settings field
+    named by :attr:`model_setting` points at, opened with the settings' providers.
+    """
+
+    model_setting: str
+
+    def __init__(
+        self, settings: Settings | None = None, session: ort.InferenceSession | None = None
+    ) -> None:
+        settings = settings or get_settings()
+        model = getattr(settings, self.model_setting)
+        self._session = session or open_session(settings.model_path(model), settings)
+        model_input = self._session.get_inputs()[0]
+        self._input_name: str = model_input.name
+        self.size = int(model_input.shape[2])
 
 
-class PalmDetector:
+class PalmDetector(_SquareInputModel):
     """MediaPipe palm detector (ONNX): finds palms and their 7 keypoints in a BGR frame.
 
     ``session`` is an onnxruntime session of the model (default: ``settings.palm_detector``
     opened with the settings' providers); the input name and size are read from it.
     """
 
+    model_setting = "palm_detector"
+
     def __init__(
         self, settings: Settings | None = None, session: ort.InferenceSession | None = None
     ) -> None:
         settings = settings or get_settings()
-        self._session, self._input_name, self.size = _square_input(
-            session or open_session(settings.model_path(settings.palm_detector), settings))
+        super().__init__(settings, session)
         self._outputs = {o.name: o.shape for o in self._session.get_outputs()}
         self._anchors = ssd_anchors(self.size)
         if self._outputs["scores"][1] != len(self._anchors):
@@ -105,19 +120,14 @@ class PalmDetector:
         return detections
 
 
-class HandLandmarker:
+class HandLandmarker(_SquareInputModel):
     """MediaPipe hand landmark model (ONNX): 21 landmarks of the hand inside a rotated rect.
 
     ``session`` is an onnxruntime session of the model (default: ``settings.hand_landmarker``);
     the input name and size are read from it.
     """
 
-    def __init__(
-        self, settings: Settings | None = None, session: ort.InferenceSession | None = None
-    ) -> None:
-        settings = settings or get_settings()
-        self._session, self._input_name, self.size = _square_input(
-            session or open_session(settings.model_path(settings.hand_landmarker), settings))
+    model_setting = "hand_landmarker"
 
     def run(self, image_bgr: np.ndarray, rect: RotatedRect) -> Hand:
         """Landmarks of the hand in ``rect`` (a square rotated rect), mapped to frame pixels."""

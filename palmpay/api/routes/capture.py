@@ -25,7 +25,7 @@ def analyze(
 ) -> AnalyzeOut:
     """ROI status, quality gates, handedness and landmarks of one frame (nothing is stored)."""
     [upload] = read_images([image], "image", settings)
-    result = palms.analyze(upload)
+    result = palms.analyze(upload).frame
     quality = result.quality
     hand = result.roi.hand
     height, width = upload.image.shape[:2]
