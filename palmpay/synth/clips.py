@@ -28,16 +28,17 @@ def presentation_frames(
 ) -> list[np.ndarray]:
     """A clip of a hand being presented: it enters from below, holds roughly still, leaves.
 
-    Args:
-        identity: whose hand.
-        n_frames: total frames (enter + hold + leave).
-        seed: makes the pose, the jitter, the background and the noise deterministic.
-        size: (width, height).
-        hand: handedness (ignored when ``base`` is given).
-        base: the held pose; drawn from :data:`TEST_RANGES` (with milder blur/noise) if ``None``.
-        enter_fraction / leave_fraction: share of the frames spent entering / leaving; the hand
-            moves in from below the frame (and out downwards, drifting sideways) with motion blur.
-        jitter: scale of the hold phase's tremor (1.0 ≈ ±1.5° rotation, ±2 % scale, ±4 px).
+    :param identity: whose hand.
+    :param n_frames: total frames (enter + hold + leave).
+    :param seed: makes the pose, the jitter, the background and the noise deterministic.
+    :param size: (width, height).
+    :param hand: handedness (ignored when ``base`` is given).
+    :param base: the held pose; drawn from :data:`TEST_RANGES` (with milder blur/noise) if
+        ``None``.
+    :param enter_fraction: share of the frames spent entering: the hand moves in from below the
+        frame with motion blur.
+    :param leave_fraction: share of the frames spent leaving (downwards, drifting sideways).
+    :param jitter: scale of the hold phase's tremor (1.0 ≈ ±1.5° rotation, ±2 % scale, ±4 px).
     """
     if n_frames < 1:
         raise ValueError(f"n_frames={n_frames} must be >= 1")

@@ -152,12 +152,11 @@ def render_hand(
 ) -> np.ndarray:
     """Render a BGR uint8 frame of ``identity``'s open hand, palm to the camera.
 
-    Args:
-        identity: who.
-        variation: pose, scale, position, handedness, lighting, blur, noise and background. If
-            ``None``, one is drawn with :meth:`Variation.random` from ``rng``.
-        size: (width, height) of the frame.
-        rng: only used when ``variation`` is ``None``; a seed or a generator (``None`` = 0).
+    :param identity: who.
+    :param variation: pose, scale, position, handedness, lighting, blur, noise and background.
+        If ``None``, one is drawn with :meth:`Variation.random` from ``rng``.
+    :param size: (width, height) of the frame.
+    :param rng: only used when ``variation`` is ``None``; a seed or a generator (``None`` = 0).
 
     The same ``identity`` and ``variation`` always give the identical frame.
     """
