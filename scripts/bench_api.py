@@ -13,34 +13,35 @@ machine:
   it is reachable.
 
     .venv/bin/python scripts/bench_api.py --out docs/bench_api.md [--quick]
+
+Timing (no warm-up; median and p90 of the wall-clock time per request), the command line and
+the report come from ``scripts/benchlib``, as for ``scripts/bench.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import shlex
-import statistics
 import sys
 import tempfile
-import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import httpx
 import numpy as np
+from benchlib.harness import REPO, Run, measure, write_report
+from benchlib.report import api_report
+from benchlib.results import ApiResults, ApiRow
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from palmpay import synth
+from palmpay.api.app import create_app
+from palmpay.api.keys import create_api_key
+from palmpay.api.threaded import serve_in_thread
+from palmpay.config import Settings
+from palmpay.payments.cards import luhn_complete
 
-from palmpay import synth  # noqa: E402
-from palmpay.api.app import create_app  # noqa: E402
-from palmpay.api.keys import create_api_key  # noqa: E402
-from palmpay.api.threaded import serve_in_thread  # noqa: E402
-from palmpay.config import Settings  # noqa: E402
-from palmpay.payments.cards import luhn_complete  # noqa: E402
+__all__ = ["main"]
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -62,17 +63,18 @@ def frames_of(seed: int, n: int, pose_seed: int) -> list[bytes]:
             for _ in range(n)]
 
 
-def timed(call, runs: int) -> tuple[float, float, object]:
-    times, last = [], None
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        last = call()
-        times.append((time.perf_counter() - t0) * 1000)
-    times.sort()
-    return statistics.median(times), times[int(0.9 * (len(times) - 1))], last
+def expect_status(label: str, status: int) -> Callable[[httpx.Response], None]:
+    """A :func:`measure` check: every timed response must have ``status``."""
+
+    def check(response: httpx.Response) -> None:
+        if response.status_code != status:
+            raise SystemExit(f"{label}: expected {status}, got {response.status_code} "
+                             f"{response.text}")
+
+    return check
 
 
-def bench_backend(name: str, settings: Settings, customers: int, runs: int) -> list[str]:
+def bench_backend(name: str, settings: Settings, customers: int, runs: int) -> list[ApiRow]:
     app = create_app(settings)
     with serve_in_thread(app) as base:
         db = app.state.palmpay.db
@@ -93,28 +95,32 @@ def bench_backend(name: str, settings: Settings, customers: int, runs: int) -> l
         stranger = frames_of(9999, 4, pose_seed=101)
         term = {"Authorization": f"Bearer {terminal}"}
 
-        def analyze():
+        def analyze(_: object) -> httpx.Response:
             return client.post("/v1/capture/analyze", headers=term,
                                files={"image": ("f.jpg", one, "image/jpeg")})
 
-        def pay(frames):
-            return lambda: client.post(
+        def pay(frames: list[bytes]) -> Callable[[object], httpx.Response]:
+            return lambda _: client.post(
                 "/v1/payments", headers=term, data={"amount": "100", "currency": "eur"},
                 files=[("frames", (f"{k}.jpg", f, "image/jpeg")) for k, f in enumerate(frames)])
 
-        rows = []
-        for label, call, expect in (
-            ("`POST /v1/capture/analyze`, 1 frame", analyze, 200),
-            ("`POST /v1/payments`, 4 frames, enrolled palm → succeeded", pay(known), 201),
-            ("`POST /v1/payments`, 4 frames, unknown palm → palm_not_recognised", pay(stranger),
-             422),
-        ):
-            median, p90, last = timed(call, runs)
-            if last.status_code != expect:
-                raise SystemExit(f"{label}: expected {expect}, got {last.status_code} {last.text}")
-            rows.append(f"| {name} | {label} | {median:.1f} | {p90:.1f} |")
+        rows = [
+            ApiRow(name, label, measure(call, [None], runs, warmup=0,
+                                        check=expect_status(label, expect)))
+            for label, call, expect in (
+                ("`POST /v1/capture/analyze`, 1 frame", analyze, 200),
+                ("`POST /v1/payments`, 4 frames, enrolled palm → succeeded", pay(known), 201),
+                ("`POST /v1/payments`, 4 frames, unknown palm → palm_not_recognised",
+                 pay(stranger), 422),
+            )
+        ]
         client.close()
         return rows
+
+
+def pg_admin_url(url: str) -> str:
+    """The SQLAlchemy URL as psycopg takes it."""
+    return url.replace("+psycopg", "")
 
 
 def pg_settings(url: str, data_dir: Path) -> tuple[Settings, str] | None:
@@ -122,7 +128,7 @@ def pg_settings(url: str, data_dir: Path) -> tuple[Settings, str] | None:
 
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     try:
-        with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+        with psycopg.connect(pg_admin_url(url), autocommit=True) as conn:
             conn.execute(f"CREATE SCHEMA {schema}")
     except psycopg.OperationalError:
         return None
@@ -130,14 +136,14 @@ def pg_settings(url: str, data_dir: Path) -> tuple[Settings, str] | None:
                     database_url=f"{url}?options=-csearch_path%3D{schema}"), schema
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "bench_api.md")
     parser.add_argument("--quick", action="store_true", help="few customers and runs")
     parser.add_argument("--pg-url", default=PG_URL)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     customers, runs = (3, 5) if args.quick else (20, 30)
-    started = time.perf_counter()
+    run = Run.start(__file__, argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         rows += bench_backend("SQLite", Settings(data_dir=Path(tmp) / "sqlite", dev_mode=True,
@@ -150,31 +156,9 @@ def main() -> int:
             finally:
                 import psycopg
 
-                with psycopg.connect(args.pg_url.replace("+psycopg", ""),
-                                     autocommit=True) as conn:
+                with psycopg.connect(pg_admin_url(args.pg_url), autocommit=True) as conn:
                     conn.execute(f"DROP SCHEMA {schema} CASCADE")
-    command = shlex.join([".venv/bin/python", "scripts/bench_api.py", *sys.argv[1:]])
-    report = "\n".join([
-        "# PalmPay HTTP benchmark",
-        "",
-        f"Produced by `{command}` on {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC in "
-        f"{time.perf_counter() - started:.0f} s; {os.cpu_count()} cores, load average "
-        f"{os.getloadavg()[0]:.2f} at the end. Client and server on one machine over loopback; "
-        f"{customers} synthetic customers enrolled (4 photos each); {runs} sequential requests "
-        "per row; 640x480 JPEG frames. How it is made: the docstring of "
-        "`scripts/bench_api.py`.",
-        "",
-        "| database | request | median ms | p90 ms |",
-        "|---|---|---:|---:|",
-        *rows,
-        "",
-        "The two payment rows are the time to approval and the time to a refusal: they should "
-        "be close, so that an unknown palm cannot be told from an enrolled one by timing.",
-        "",
-    ])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report)
-    print(report)
+    write_report(api_report(run, ApiResults(customers, runs, rows)), args.out)
     return 0
 
 
