@@ -9,13 +9,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from dataclasses import dataclass
-from datetime import datetime
+from typing import Annotated, Literal
 
+from pydantic import BeforeValidator, Field
 from sqlalchemy import select
 
 from palmpay.api.models import ApiKey, ApiKeyScope
 from palmpay.db import Database, new_id, utcnow
+from palmpay.payments.views import Unix, View
 
 __all__ = [
     "ApiKeyView",
@@ -34,24 +35,31 @@ _PREFIX_SHOWN = 4  # random characters of the secret kept in ApiKey.prefix for d
 _MAX_SECRET_LEN = 200
 
 
-@dataclass(frozen=True)
-class ApiKeyView:
-    """An API key without its secret."""
+def _is_revoked(value: object) -> bool:  # a row's revoked_at, or the flag itself
+    return value if isinstance(value, bool) else value is not None
+
+
+class ApiKeyView(View):
+    """An API key as the API shows it, read from its row: never its secret, except in the
+    creation response (``secret``, shown once)."""
 
     id: str
+    object: Literal["api_key"] = "api_key"
     name: str
-    scope: str
+    scope: ApiKeyScope
     prefix: str
-    created_at: datetime
-    revoked_at: datetime | None
+    created: Unix = Field(validation_alias="created_at")
+    revoked: Annotated[bool, BeforeValidator(_is_revoked)] = Field(
+        False, validation_alias="revoked_at")
+    secret: str | None = Field(None, repr=False, description="Only in the creation response.")
 
     @property
     def active(self) -> bool:
-        return self.revoked_at is None
+        return not self.revoked
 
 
 def _view(row: ApiKey) -> ApiKeyView:
-    return ApiKeyView(row.id, row.name, row.scope, row.prefix, row.created_at, row.revoked_at)
+    return ApiKeyView.model_validate(row)
 
 
 def hash_secret(secret: str) -> str:

@@ -12,12 +12,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from palmpay.api.models import ApiKeyScope
-from palmpay.payments.views import unix
 
 __all__ = [
     "AnalyzeOut",
     "ApiKeyIn",
-    "ApiKeyOut",
     "CaptureIn",
     "HealthOut",
     "LandmarkOut",
@@ -25,8 +23,6 @@ __all__ = [
     "QualityOut",
     "RefundIn",
     "WebhookEndpointIn",
-    "WebhookEndpointOut",
-    "unix",
 ]
 
 
@@ -64,29 +60,9 @@ class ApiKeyIn(BaseModel):
     scope: ApiKeyScope
 
 
-class ApiKeyOut(_Out):
-    id: str
-    object: Literal["api_key"] = "api_key"
-    name: str
-    scope: str
-    prefix: str
-    created: int
-    revoked: bool = False
-    secret: str | None = Field(None, description="Only in the creation response.")
-
-
 class WebhookEndpointIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: str = Field(min_length=8, max_length=2000, pattern=r"^https?://")
-
-
-class WebhookEndpointOut(_Out):
-    id: str
-    object: Literal["webhook_endpoint"] = "webhook_endpoint"
-    url: str
-    enabled: bool
-    created: int
-    secret: str | None = Field(None, description="Signing secret; only in the creation response.")
 
 
 class QualityOut(_Out):

@@ -31,16 +31,17 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import httpx
+from pydantic import Field
 from sqlalchemy import CursorResult, select, update
 
 from palmpay.api.models import Event, WebhookDelivery, WebhookEndpoint
 from palmpay.config import Settings
 from palmpay.db import Database, new_id, utcnow
+from palmpay.payments.views import Unix, View
 
 __all__ = [
     "SIGNATURE_HEADER",
@@ -117,18 +118,17 @@ def verify(
     return timestamp
 
 
-@dataclass(frozen=True)
-class WebhookEndpointView:
-    """A registered endpoint (``secret`` is only set on creation)."""
+class WebhookEndpointView(View):
+    """A registered endpoint as the API shows it, read from its row; ``secret`` (the signing
+    secret) is only in the creation response."""
 
     id: str
+    object: Literal["webhook_endpoint"] = "webhook_endpoint"
     url: str
     enabled: bool
-    created_at: datetime
-    secret: str | None = None
-
-    def __repr__(self) -> str:
-        return f"WebhookEndpointView(id={self.id!r}, url={self.url!r}, enabled={self.enabled})"
+    created: Unix = Field(validation_alias="created_at")
+    secret: str | None = Field(
+        None, repr=False, description="Signing secret; only in the creation response.")
 
 
 def create_endpoint(db: Database, url: str) -> WebhookEndpointView:
@@ -139,7 +139,7 @@ def create_endpoint(db: Database, url: str) -> WebhookEndpointView:
     with db.session() as session:
         session.add(row)
     log.info("registered webhook endpoint %s", row.id)
-    return WebhookEndpointView(row.id, row.url, row.enabled, row.created_at, secret)
+    return WebhookEndpointView.model_validate(row)
 
 
 def event_body(event_id: str, event_type: str, created: datetime, obj: dict[str, Any]) -> bytes:

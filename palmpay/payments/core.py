@@ -20,7 +20,7 @@ from palmpay.payments.models import Card, Customer, Payment
 from palmpay.payments.processor import Processor
 from palmpay.payments.states import CustomerStatus
 from palmpay.payments.vault import CardVault
-from palmpay.payments.views import _View
+from palmpay.payments.views import View
 
 __all__ = ["EventHandler", "ServiceCore"]
 
@@ -59,7 +59,7 @@ class ServiceCore:
         self.on_event = on_event
         self.max_amount = max_amount
 
-    def _emit(self, event_type: str, view: _View) -> None:
+    def _emit(self, event_type: str, view: View) -> None:
         if self.on_event is None:
             return
         try:

@@ -5,7 +5,7 @@ True)``): :meth:`CustomerView.model_validate(customer_row) <pydantic.BaseModel.m
 reads the row's columns and relationships, and timestamps become Unix seconds on the way in
 (:data:`Unix`). The same object is what the HTTP API answers with (Stripe-like JSON: an
 ``object`` member naming the type, ``created`` in Unix seconds) and what webhooks deliver
-(:meth:`_View.to_dict`), so every resource has one shape. Members only the service's callers
+(:meth:`View.to_dict`), so every resource has one shape. Members only the service's callers
 need (a card's ``status``, a payment's ``terminal``, the consent time) are excluded from that
 JSON.
 """
@@ -32,6 +32,7 @@ __all__ = [
     "PaymentView",
     "RefundView",
     "Unix",
+    "View",
     "unix",
 ]
 
@@ -47,7 +48,9 @@ def unix(value: datetime | int | None) -> int | None:
 Unix = Annotated[int, BeforeValidator(unix)]
 
 
-class _View(BaseModel):
+class View(BaseModel):
+    """Base of every resource view: frozen, validated from a row (or by field name)."""
+
     model_config = ConfigDict(frozen=True, from_attributes=True, populate_by_name=True)
 
     def to_dict(self) -> dict[str, Any]:
@@ -55,7 +58,7 @@ class _View(BaseModel):
         return self.model_dump(mode="json")
 
 
-class CardView(_View):
+class CardView(View):
     """A stored card as shown to clients: token, brand, last four digits, expiry."""
 
     token: str
@@ -66,7 +69,7 @@ class CardView(_View):
     status: CardStatus = Field(exclude=True)
 
 
-class CustomerView(_View):
+class CustomerView(View):
     """An enrolled (``active``) or unenrolled (``deleted``) customer; ``templates`` counts the
     stored palm templates (0 once deleted)."""
 
@@ -88,7 +91,7 @@ class CustomerView(_View):
         return self.status == CustomerStatus.DELETED
 
 
-class PaymentMethodView(_View):
+class PaymentMethodView(View):
     """The card a payment was taken from, as shown on the payment."""
 
     brand: str
@@ -96,7 +99,7 @@ class PaymentMethodView(_View):
     token: str
 
 
-class PaymentView(_View):
+class PaymentView(View):
     """A payment. ``amount`` is what was authorised (or asked, when failed);
     ``amount_capturable`` what a manual capture may still take; ``amount_received`` what was
     captured; ``amount_refunded`` what was given back. ``customer`` is the customer id."""
@@ -121,7 +124,7 @@ class PaymentView(_View):
     terminal: str | None = Field(exclude=True)
 
 
-class RefundView(_View):
+class RefundView(View):
     """A refund of (part of) a payment's captured amount; ``payment`` is the payment id."""
 
     id: str

@@ -7,18 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, status
 
 from palmpay.api.deps import AdminKey, JsonBody, StateDep
-from palmpay.api.schemas import WebhookEndpointIn, WebhookEndpointOut, unix
-from palmpay.api.webhooks import create_endpoint
+from palmpay.api.schemas import WebhookEndpointIn
+from palmpay.api.webhooks import WebhookEndpointView, create_endpoint
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/webhook_endpoints", tags=["admin"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=WebhookEndpointOut)
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=WebhookEndpointView)
 def create_webhook_endpoint(key: AdminKey, _json: Annotated[None, JsonBody], state: StateDep,
-                            body: WebhookEndpointIn) -> WebhookEndpointOut:
+                            body: WebhookEndpointIn) -> WebhookEndpointView:
     """Register a URL that receives every event, signed with ``PalmPay-Signature``."""
-    view = create_endpoint(state.db, body.url)
-    return WebhookEndpointOut(id=view.id, url=view.url, enabled=view.enabled,
-                              created=unix(view.created_at), secret=view.secret)
+    return create_endpoint(state.db, body.url)
