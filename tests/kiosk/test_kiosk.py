@@ -558,7 +558,7 @@ def _enroll_over_api(kiosk_server: Any, seed: int) -> str:
         ok, png = cv2.imencode(".png", image)
         assert ok
         files.append(("images", (f"d{n}.png", png.tobytes(), "image/png")))
-    data = {"name": "Dora Unenroll", "card_number": "5555555555554444", "exp_month": "12",
+    data = {"name": "Dora Unenroll", "card_number": "2223003122003222", "exp_month": "12",
             "exp_year": "2034", "consent": "true"}
     r = httpx.post(f"{kiosk_server.base_url}/v1/customers", data=data, files=files,
                    headers={"Authorization": f"Bearer {kiosk_server.kiosk_key}"}, timeout=120)
