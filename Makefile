@@ -18,7 +18,7 @@ MP_VENV  := .work/venv-mediapipe
 MP_STAMP := $(MP_VENV)/.installed-stamp
 LINTED   := palmpay tests models scripts seeds
 
-.PHONY: venv demo test test-fast test-shuffled lint lock versions bench eval models seeds \
+.PHONY: venv demo test test-fast test-shuffled lint lock versions bench eval models calibrate-open-set seeds \
 	verify-hands mediapipe-reference kiosk-screenshots clean
 
 $(STAMP): $(LOCK) pyproject.toml
@@ -91,6 +91,12 @@ models: $(STAMP)
 	$(PYTHON) models/build_hand_models.py --venv .work/venv-models
 	$(BIN)/python models/build_compcode.py
 	$(BIN)/python models/calibrate.py
+	$(BIN)/python models/calibrate_open_set.py
+
+# Refit and check only the open-set impostor tail (models/compcode.json open_set,
+# docs/open_set_tail.md).
+calibrate-open-set: $(STAMP)
+	$(BIN)/python models/calibrate_open_set.py
 
 # Screenshots of every kiosk screen (real Chromium) into docs/kiosk/.
 kiosk-screenshots: $(STAMP)

@@ -120,6 +120,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     record = calibrate(args.data, args.model, args.far, args.max_shift)
     out = args.out or args.model.with_suffix(".json")
+    old = json.loads(out.read_text()) if out.is_file() else {}
+    if "open_set" in old and old.get("sha256") == record["sha256"]:
+        record["open_set"] = old["open_set"]  # models/calibrate_open_set.py's section
     out.write_text(json.dumps(record, indent=2) + "\n")
     log.info("wrote %s: threshold %.6f at FAR %g", out, record["threshold"], args.far)
 

@@ -50,6 +50,36 @@ class Settings(BaseSettings):
     embedder: str = "compcode.onnx"
     shortlist_k: int = Field(50, ge=1, description="FAISS shortlist size before the code re-rank.")
 
+    # Open-set operating point (palmpay/decision.py). Lower values are stricter.
+    target_fpir: float = Field(
+        1e-4,
+        gt=0,
+        lt=1,
+        description="Target false-positive identification rate per presentation: at most this "
+        "share of strangers is charged to anyone. The threshold rises with the gallery to "
+        "keep it.",
+    )
+    max_fnir: float = Field(
+        0.02,
+        gt=0,
+        lt=1,
+        description="Largest acceptable share of enrolled shoppers not recognised; sets "
+        "N_safe, the largest gallery searched on the palm alone.",
+    )
+    n_safe: int | None = Field(
+        None,
+        ge=0,
+        description="Override N_safe (enrolled samples). None: computed from the tail model, "
+        "target_fpir and max_fnir. 0: every payment needs the phone digits.",
+    )
+    narrowing_max_failures: int = Field(
+        5, ge=1, description="Wrong phone digits (palm not recognised) one terminal may send in "
+        "a row before it is locked out."
+    )
+    narrowing_lockout_s: float = Field(
+        300.0, gt=0, description="How long a terminal is locked out after too many wrong tries."
+    )
+
     # Per-frame quality gates (capture). Higher min values are stricter.
     min_sharpness: float = Field(
         10.0,

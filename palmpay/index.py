@@ -79,6 +79,10 @@ class PalmIndex:
         """Number of enrolled samples (not identities)."""
         return len(self._identity_of)
 
+    def sample_count(self, identity: str) -> int:
+        """Enrolled samples of ``identity`` (0 when it is not enrolled)."""
+        return len(self._samples_of.get(identity, ()))
+
     @property
     def identities(self) -> list[str]:
         """Enrolled identities, sorted."""

@@ -5,9 +5,10 @@ A *presentation* is one hand held over the camera: the frames from the first one
 the last one before ``presentation_gap`` hand-less frames. Its decision fuses the first
 ``presentation_frames`` *good* frames (palm ROI found and every quality gate passed): each
 identity's score is the mean, over those frames, of its best enrolled sample's code score, and
-the best identity is a ``match`` when that mean reaches the model's calibrated threshold
-(``models/compcode.json``, chosen at a fixed false-accept rate), otherwise ``unknown``
-(:mod:`palmpay.decision`). A presentation with no good frame at all is ``no_palm``.
+the best identity is a ``match`` when that mean reaches the threshold of the open-set operating
+point for the gallery's size (:class:`palmpay.decision.OperatingPoint`: the target FPIR holds
+whatever the number of enrolled samples), otherwise ``unknown``. A presentation with no good
+frame at all is ``no_palm``.
 
 :class:`Recognizer` holds the enrolled index and the presentation state only; every frame goes
 through its :class:`~palmpay.pipeline.Pipeline`. Each probe frame is scored once: its FAISS
@@ -30,7 +31,7 @@ from palmpay import decision
 from palmpay.capture import Frame, read_image
 from palmpay.config import Settings, get_settings
 from palmpay.dataset import scan
-from palmpay.embed import PalmEmbedder, Template
+from palmpay.embed import CalibrationError, PalmEmbedder, Template
 from palmpay.index import Match, PalmIndex
 from palmpay.pipeline import Pipeline
 from palmpay.quality import Quality
@@ -122,6 +123,7 @@ class Recognizer:
             model = self.pipeline.embedder
             index = PalmIndex(model.dim, model.code_bytes, max_shift=model.max_shift)
         self.index = index
+        self._operating_point: decision.OperatingPoint | None = None
 
     @property
     def extractor(self) -> PalmRoiExtractor:
@@ -132,9 +134,39 @@ class Recognizer:
         return self.pipeline.embedder
 
     @property
+    def operating_point(self) -> decision.OperatingPoint:
+        """The open-set operating point: the model's tail (``models/compcode.json``
+        ``open_set``) with the target FPIR, FNIR ceiling and N_safe override of the settings."""
+        if self._operating_point is None:
+            open_set = self.embedder.meta.get("open_set")
+            if open_set is None:
+                raise CalibrationError(f"{self.embedder.path}: no open_set calibration; run "
+                                       "models/calibrate_open_set.py")
+            s = self.settings
+            self._operating_point = decision.OperatingPoint.from_calibration(
+                open_set, s.target_fpir, s.max_fnir, s.n_safe)
+        return self._operating_point
+
+    @property
     def threshold(self) -> float:
-        """Decision threshold on the code score, calibrated at the model's fixed FAR."""
-        return self.embedder.threshold
+        """Decision threshold for a search over the whole gallery (it rises with its size)."""
+        return self.operating_point.threshold(len(self.index))
+
+    def samples_of(self, identities: Iterable[str]) -> int:
+        """Enrolled samples of those ``identities`` that are in the index."""
+        return sum(self.index.sample_count(who) for who in identities)
+
+    def log_operating_point(self) -> None:
+        """Log the threshold for the gallery's current size (it changes with every enroll and
+        unenroll)."""
+        n = len(self.index)
+        try:
+            point = self.operating_point
+        except CalibrationError:
+            return
+        log.info("gallery %d samples: threshold %.4f for target FPIR %g (N_safe %d%s)", n,
+                 point.threshold(n), point.target_fpir, point.n_safe,
+                 ", past it: narrowing required" if point.needs_narrowing(n) else "")
 
     # -- enrollment ------------------------------------------------------------------------
     def enroll(self, identity: str, images: Iterable[tuple[str, np.ndarray]]) -> EnrollReport:
@@ -169,24 +201,37 @@ class Recognizer:
                 reports.append(EnrollReport(identity, 0, {"*": str(err)}))
         return reports
 
-    def add(self, identity: str, templates: Sequence[Template]) -> None:
-        """Add ``templates`` to the index as samples of ``identity``."""
+    def add(self, identity: str, templates: Sequence[Template], *, quiet: bool = False) -> None:
+        """Add ``templates`` to the index as samples of ``identity`` (and log the new
+        threshold unless ``quiet``)."""
         self.index.add(identity, np.stack([t.vector for t in templates]),
                        np.stack([t.code for t in templates]))
+        if not quiet:
+            self.log_operating_point()
 
     def remove(self, identity: str) -> int:
         """Remove every sample of ``identity`` from the index; returns how many were removed
         (raises :class:`~palmpay.index.UnknownIdentityError` when it is not enrolled)."""
-        return self.index.remove(identity)
+        removed = self.index.remove(identity)
+        self.log_operating_point()
+        return removed
 
     # -- identification --------------------------------------------------------------------
-    def identify(self, templates: Sequence[Template]) -> tuple[str | None, float]:
+    def identify(self, templates: Sequence[Template], within: Iterable[str] | None = None
+                 ) -> tuple[str | None, float]:
         """Fuse several good frames' templates into (best identity, score).
 
         Each template's shortlist is taken once and all codes are re-ranked against the union
-        of the shortlists in one call. Returns ``(None, 0.0)`` when nothing is enrolled. The
-        caller compares the score with :attr:`threshold` (:func:`palmpay.decision.decide`).
+        of the shortlists in one call. With ``within`` (a narrowed search: the customers who
+        gave the same phone digits), no shortlist is taken: every code is scored against every
+        sample of those identities that are enrolled. Returns ``(None, 0.0)`` when there is no
+        candidate. The caller compares the score with the threshold for the number of samples
+        searched (:attr:`threshold`, or ``operating_point.threshold(samples_of(within))``).
         """
+        if within is not None:
+            names = sorted(who for who in set(within) if self.index.sample_count(who))
+            probes = [_Probe(t, dict.fromkeys(names, 0.0)) for t in templates]
+            return self._fuse(probes)
         return self._fuse([self._probe(t, rerank=False) for t in templates])
 
     def replay(self, frames: Iterable[Frame]) -> Iterator[FrameResult | Presentation]:

@@ -18,9 +18,11 @@ PACKAGE = Path(__file__).resolve().parent.parent / "palmpay"
 
 #: Stages in data-flow order; a stage may import only stages at or before its own position.
 STAGES = ["capture", "dataset", "quality", "roi", "embed", "match", "index", "decision", "pipeline",
-          "recognizer", "evaluate", "payments", "api", "demo", "cli"]
-#: Used by any stage: settings, bundled files, ONNX sessions, storage, metrics, the package root.
-FOUNDATIONS = {"config", "assets", "ortsession", "db", "metrics", "migrations", "__init__"}
+          "recognizer", "evaluate", "evaluate_open_set", "payments", "api", "demo", "cli"]
+#: Used by any stage: settings, bundled files, ONNX sessions, storage, metrics and the pure
+#: open-set maths (tail model, score-matrix functions), the package root.
+FOUNDATIONS = {"config", "assets", "ortsession", "db", "metrics", "tail", "openset",
+               "migrations", "__init__"}
 MAX_LINES = 400
 
 

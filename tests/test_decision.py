@@ -3,12 +3,14 @@ each probe frame is shortlisted once and each (frame, identity) pair re-ranked o
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from palmpay import assets
 from palmpay.capture import Frame
 from palmpay.config import Settings
 from palmpay.decision import NO_PALM, decide, fuse
@@ -92,9 +94,11 @@ class ScriptedPipeline:
     """Stands in for :class:`palmpay.pipeline.Pipeline`: frame i gives templates[i] (None: no
     hand)."""
 
-    def __init__(self, templates, threshold=0.6):
+    def __init__(self, templates):
         self.templates = templates
-        self.embedder = SimpleNamespace(threshold=threshold)
+        # the bundled model's calibration: the recognizer's operating point reads open_set
+        meta = json.loads((assets.path("models") / "compcode.json").read_text())
+        self.embedder = SimpleNamespace(meta=meta, path="compcode.onnx")
 
     def reset(self) -> None:
         pass
