@@ -47,6 +47,7 @@ from palmpay.api.routes import (
     payments,
     problems,
     refunds,
+    status,
     webhook_endpoints,
 )
 from palmpay.api.schemas import Problem
@@ -152,8 +153,8 @@ def create_app(
     _problem_openapi(app)
     app.state.palmpay = None
     install_error_handlers(app)
-    for module in (customers, payments, refunds, capture, api_keys, webhook_endpoints, health,
-                   problems, kiosk):
+    for module in (customers, payments, refunds, capture, api_keys, webhook_endpoints, status,
+                   health, problems, kiosk):
         app.include_router(module.router)
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)

@@ -6,8 +6,9 @@ Every error the API answers with is one JSON object::
      "detail": "the card was declined", "instance": "/v1/payments", "code": "card_declined",
      ...extension members, e.g. "payment": "pay_..."}
 
-:data:`CATALOGUE` is the one table of error codes (Stripe-style): each ``code`` has exactly one
-HTTP status, a title and a description, and its ``type`` is the URI reference
+:data:`CATALOGUE` (:mod:`palmpay.api.catalogue`) is the one table of error codes
+(Stripe-style): each ``code`` has exactly one HTTP status, a title and a description, and its
+``type`` is the URI reference
 ``/problems/<code>``, relative to the API's own origin; ``GET /problems/<code>`` serves a
 human-readable page describing it, and the OpenAPI document lists every code
 (:func:`document_problems`). Code raises :class:`~palmpay.payments.errors.PaymentError` with a
@@ -31,7 +32,6 @@ import logging
 import traceback
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -40,6 +40,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from palmpay.api.catalogue import CATALOGUE, ProblemType, problem_type
 from palmpay.payments.errors import PaymentError
 
 __all__ = [
@@ -63,111 +64,6 @@ log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 
 
-@dataclass(frozen=True)
-class ProblemType:
-    """Catalogue entry of one problem ``code``: its HTTP status, title and a description."""
-
-    code: str
-    status: int
-    title: str
-    description: str
-
-    @property
-    def type(self) -> str:
-        """The stable ``type`` URI reference: ``/problems/<code>``."""
-        return problem_type(self.code)
-
-
-def _catalogue(*entries: tuple[str, int, str, str]) -> dict[str, ProblemType]:
-    out: dict[str, ProblemType] = {}
-    for code, status, title, description in entries:
-        if code in out:
-            raise ValueError(f"problem code {code!r} is catalogued twice")
-        out[code] = ProblemType(code, status, title, description)
-    return out
-
-
-#: Every problem code the API answers with, each with its one HTTP status.
-#:
-#: - 400/413/415/422: the request is malformed or a value in it is invalid.
-#: - 401/403: no valid API key, or one whose scope forbids the operation.
-#: - 402: the card was refused by the acquirer (the request was valid).
-#: - 404: the route or object does not exist.
-#: - 409: the object is in a state that forbids the operation, or the request conflicts with
-#:   another (a card or palm already enrolled, an ``Idempotency-Key`` reused).
-#: - 500/502/503: the server, the acquirer or the start-up failed.
-CATALOGUE: dict[str, ProblemType] = _catalogue(
-    # authentication and routing
-    ("unauthorized", 401, "Unauthorized", "No API key was given, or the key is unknown or "
-     "revoked. Send `Authorization: Bearer <secret>`."),
-    ("forbidden", 403, "Forbidden", "The API key is valid but its scope does not allow this "
-     "operation (kiosk keys enroll, terminal keys take payments, admin keys do everything)."),
-    ("not_found", 404, "Not found", "No such route or object."),
-    ("method_not_allowed", 405, "Method not allowed",
-     "The route exists but not with this HTTP method (see `Allow`)."),
-    ("bad_request", 400, "Bad request", "The request body could not be parsed."),
-    ("payload_too_large", 413, "Payload too large",
-     "The request body or one uploaded image is larger than the server accepts "
-     "(`max_upload_bytes`, `max_image_bytes`)."),
-    ("unsupported_media_type", 415, "Unsupported media type",
-     "The body has the wrong content type (for example JSON sent to an endpoint that takes "
-     "multipart/form-data), or an uploaded file is not an image (PNG, JPEG, BMP, WebP, TIFF)."),
-    ("validation_error", 422, "Validation error",
-     "One or more request fields are missing or invalid; `errors` lists them as "
-     "{field, message, type}."),
-    ("internal_error", 500, "Internal error",
-     "The server failed unexpectedly. Retry with the same Idempotency-Key; the `incident` id "
-     "is in the server log."),
-    ("service_unavailable", 503, "Service unavailable", "The server is not ready."),
-    # idempotency
-    ("idempotency_conflict", 409, "Idempotency conflict",
-     "The Idempotency-Key was already used with a different request, or a request with this "
-     "key is still being processed."),
-    # images and palms
-    ("invalid_image", 422, "Invalid image",
-     "An uploaded image could not be decoded; `image` names the part and file."),
-    ("palm_not_found", 422, "No usable palm",
-     "Too few images showed a usable palm (ROI found and quality gates passed); `images` gives "
-     "each file's reason."),
-    ("palm_not_recognised", 422, "Palm not recognised",
-     "The palm does not match any enrolled customer. Ask the shopper to enroll or to pay "
-     "another way."),
-    ("palm_already_enrolled", 409, "Palm already enrolled",
-     "This palm is already enrolled by another customer."),
-    # payments core: request values
-    ("invalid_request", 422, "Invalid request", "A request value is invalid."),
-    ("invalid_card", 422, "Invalid card",
-     "The card number, expiry or holder name is invalid (digits, length, Luhn check)."),
-    ("invalid_amount", 422, "Invalid amount",
-     "Amounts are positive integers in the currency's minor unit."),
-    ("invalid_currency", 422, "Invalid currency", "Unknown ISO 4217 currency code."),
-    ("invalid_template", 422, "Invalid template", "A palm template is malformed."),
-    ("amount_too_large", 422, "Amount too large", "The amount exceeds the largest allowed."),
-    ("consent_required", 422, "Consent required",
-     "Enrollment needs the shopper's explicit biometric consent (`consent=true`)."),
-    # declines (the acquirer said no)
-    ("card_declined", 402, "Card declined", "The card issuer declined the payment; "
-     "`decline_code` may say why and `payment` is the failed payment."),
-    ("insufficient_funds", 402, "Insufficient funds",
-     "The card has insufficient funds; `payment` is the failed payment."),
-    ("expired_card", 402, "Expired card",
-     "The card has expired: refused at enrollment, or declined at payment (then `payment` is "
-     "the failed payment)."),
-    # missing objects
-    ("customer_not_found", 404, "Customer not found", "No customer has this id."),
-    ("payment_not_found", 404, "Payment not found", "No payment has this id."),
-    ("refund_not_found", 404, "Refund not found", "No refund has this id."),
-    # state conflicts
-    ("payment_unexpected_state", 409, "Payment in unexpected state",
-     "The payment's status does not allow this operation (for example capturing a canceled "
-     "payment)."),
-    ("duplicate_card", 409, "Duplicate card", "This card is already enrolled."),
-    ("customer_deleted", 409, "Customer deleted", "The customer was deleted."),
-    ("card_unavailable", 409, "Card unavailable", "The customer's card is not usable."),
-    # acquirer failure
-    ("processor_error", 502, "Processor error",
-     "The card processor failed (not a decline); try again later."),
-)
 
 
 def status_of(code: str) -> int:
@@ -190,11 +86,6 @@ _REASONS = {
     422: "validation_error",
     503: "service_unavailable",
 }
-
-
-def problem_type(code: str) -> str:
-    """The stable ``type`` URI reference of ``code``."""
-    return f"/problems/{code}"
 
 
 def _title(code: str) -> str:

@@ -37,6 +37,7 @@ __all__ = [
     "Event",
     "WebhookEndpoint",
     "WebhookDelivery",
+    "TerminalLockout",
     "ApiKeyScope",
     "IdempotencyState",
     "DeliveryState",
@@ -136,3 +137,14 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(String(500))
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class TerminalLockout(Base):
+    """Wrong phone-digit tries of one terminal in a row (``palmpay/api/narrowing.py``)."""
+
+    __tablename__ = "terminal_lockouts"
+
+    terminal_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

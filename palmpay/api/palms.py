@@ -10,7 +10,10 @@ after the database transaction that enrolls or deletes a customer has committed.
   when fewer than ``Settings.enroll_min_samples`` are usable.
 - :meth:`PalmDirectory.identify` is a checkout: the first ``presentation_frames`` good frames are
   fused by :meth:`Recognizer.identify` and the best customer is returned when its score reaches
-  the model's calibrated threshold (:func:`palmpay.decision.decide`).
+  the open-set threshold for the number of samples searched (:func:`palmpay.decision.decide`,
+  :class:`palmpay.decision.OperatingPoint`): the whole gallery, or with ``within`` only the
+  customers who gave the same phone digits. :meth:`PalmDirectory.needs_narrowing` says when the
+  whole gallery is past N_safe.
 
 Every image goes through the recognizer's :class:`~palmpay.pipeline.Pipeline`, as in the live
 path. Templates are :class:`palmpay.embed.Template`. Analysis (ONNX sessions) runs without the
@@ -66,7 +69,19 @@ class PalmDirectory:
 
     @property
     def threshold(self) -> float:
-        return self.recognizer.threshold
+        """Threshold of a search over the whole gallery."""
+        with self._lock:
+            return self.recognizer.threshold
+
+    def needs_narrowing(self) -> bool:
+        """Whether the gallery is past N_safe: a payment then needs the phone digits."""
+        with self._lock:
+            return self.recognizer.operating_point.needs_narrowing(len(self.recognizer.index))
+
+    def operating_point(self) -> dict[str, float | int | bool]:
+        """The operating point of the whole gallery (``GET /v1/status``)."""
+        with self._lock:
+            return self.recognizer.operating_point.describe(len(self.recognizer.index))
 
     @property
     def customers(self) -> int:
@@ -88,10 +103,11 @@ class PalmDirectory:
             by_customer.setdefault(customer_id, []).append(template)
         with self._lock:
             for who in list(self.recognizer.index.identities):
-                self.recognizer.remove(who)
+                self.recognizer.index.remove(who)
             for who, templates in by_customer.items():
-                self.recognizer.add(who, templates)
+                self.recognizer.add(who, templates, quiet=True)
         log.info("palm index rebuilt: %d customers", len(by_customer))
+        self.recognizer.log_operating_point()
         return len(by_customer)
 
     def add(self, customer_id: str, templates: Sequence[Template]) -> None:
@@ -152,13 +168,19 @@ class PalmDirectory:
         return self._templates(good)
 
     # -- matching ------------------------------------------------------------------------------
-    def match(self, templates: Sequence[Template]) -> tuple[str | None, float]:
-        """Fused best customer and score; the customer is None below the threshold."""
+    def match(self, templates: Sequence[Template], within: Sequence[str] | None = None
+              ) -> tuple[str | None, float]:
+        """Fused best customer and score; the customer is None below the threshold of the
+        search (the whole gallery, or only the customers ``within``)."""
         with self._lock:
-            best, score = self.recognizer.identify(templates)
-        verdict = decision.decide(best, score, self.threshold)
+            recognizer = self.recognizer
+            best, score = recognizer.identify(templates, within)
+            samples = len(recognizer.index) if within is None else recognizer.samples_of(within)
+            threshold = recognizer.operating_point.threshold(samples)
+        verdict = decision.decide(best, score, threshold)
         return verdict.identity, score
 
-    def identify(self, frames: Sequence[UploadedImage]) -> tuple[str | None, float]:
+    def identify(self, frames: Sequence[UploadedImage], within: Sequence[str] | None = None
+                 ) -> tuple[str | None, float]:
         """Checkout frames → (customer id or None, fused score)."""
-        return self.match(self.probe(frames))
+        return self.match(self.probe(frames), within)

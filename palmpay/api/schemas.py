@@ -19,9 +19,11 @@ __all__ = [
     "CaptureIn",
     "HealthOut",
     "LandmarkOut",
+    "OperatingPointOut",
     "Problem",
     "QualityOut",
     "RefundIn",
+    "StatusOut",
     "WebhookEndpointIn",
 ]
 
@@ -96,3 +98,22 @@ class HealthOut(_Out):
     models_loaded: bool
     enrolled_palms: int = Field(description="Customers in the palm index.")
     samples: int
+
+
+class OperatingPointOut(_Out):
+    """The open-set operating point of the whole gallery (palmpay/decision.py)."""
+
+    enrolled_samples: int = Field(description="Enrolled palm samples searched (N).")
+    target_fpir: float = Field(description="Target share of strangers charged to anyone.")
+    max_fnir: float = Field(description="Ceiling on enrolled shoppers not recognised.")
+    threshold: float = Field(description="Decision threshold at N (rises with N).")
+    expected_fpir: float = Field(description="Modelled FPIR at that threshold and N.")
+    expected_fnir: float = Field(description="Calibration FNIR at that threshold.")
+    n_safe: int = Field(description="Largest N searched on the palm alone.")
+    narrowing_required: bool = Field(description="N > n_safe: payments need phone_last4.")
+
+
+class StatusOut(_Out):
+    object: Literal["status"] = "status"
+    customers: int = Field(description="Customers in the palm index.")
+    operating_point: OperatingPointOut

@@ -29,10 +29,11 @@ from palmpay.payments.keys import (
     rotate,
 )
 from palmpay.payments.ledger import LedgerReport
-from palmpay.payments.models import Card, PalmTemplate
+from palmpay.payments.models import Card, Customer, PalmTemplate
+from palmpay.payments.states import CustomerStatus
 from palmpay.payments.vault import rewrap_all
 
-__all__ = ["rotate_keys", "rewrap", "retire_key", "kek_usage", "ledger_check"]
+__all__ = ["gallery_size", "rotate_keys", "rewrap", "retire_key", "kek_usage", "ledger_check"]
 
 log = logging.getLogger(__name__)
 
@@ -120,5 +121,20 @@ def ledger_check(settings: Settings) -> LedgerReport:
     try:
         with db.session(readonly=True) as s:
             return ledger.check(s)
+    finally:
+        db.dispose()
+
+
+def gallery_size(settings: Settings) -> tuple[int, int]:
+    """(active customers, their palm templates): the gallery the API's index is built from."""
+    db = _database(settings)
+    try:
+        with db.session(readonly=True) as s:
+            customers = s.scalar(select(func.count()).select_from(Customer).where(
+                Customer.status == CustomerStatus.ACTIVE)) or 0
+            samples = s.scalar(select(func.count(PalmTemplate.id)).join(
+                Customer, Customer.id == PalmTemplate.customer_id).where(
+                Customer.status == CustomerStatus.ACTIVE)) or 0
+        return int(customers), int(samples)
     finally:
         db.dispose()

@@ -22,7 +22,7 @@ from palmpay.payments.core import ServiceCore
 from palmpay.payments.errors import PaymentError
 from palmpay.payments.models import Card, Customer, PalmTemplate
 from palmpay.payments.states import CardStatus, CustomerStatus
-from palmpay.payments.validation import check_name, check_templates
+from palmpay.payments.validation import check_name, check_phone_last4, check_templates
 from palmpay.payments.views import CustomerView
 
 __all__ = ["CustomerOperations"]
@@ -54,6 +54,7 @@ class CustomerOperations(ServiceCore):
         card: CardInput,
         templates: Sequence[Template],
         consent: bool,
+        phone_last4: str | None = None,
     ) -> CustomerView:
         """Enrol a customer: card tokenised into the vault, palm templates encrypted.
 
@@ -64,12 +65,16 @@ class CustomerOperations(ServiceCore):
         ``consent_at``); ``invalid_request`` for an empty/overlong name; ``invalid_template``;
         ``invalid_card`` / ``expired_card``; ``duplicate_card`` when the same card number is
         active on another customer (enforced by a unique index, so also under races).
+        ``phone_last4``: the last 4 digits of the shopper's phone, stored only as a keyed hash
+        (:meth:`customers_with_phone` narrows a search past N_safe).
         """
         if consent is not True:
             raise PaymentError("consent_required", "explicit consent to store palm templates "
                                "is required to enrol")
         name = check_name(name)
         checked = check_templates(templates)
+        phone_hash = None if phone_last4 is None else self.vault.phone_hash(
+            check_phone_last4(phone_last4))
         stored = self.vault.tokenize(card)
         now = utcnow()
         customer_id = new_id("cus")
@@ -78,7 +83,7 @@ class CustomerOperations(ServiceCore):
                 if self._fingerprint_active(s, stored.fingerprint):
                     raise self._duplicate_card()
                 s.add(Customer(id=customer_id, name=name, status=CustomerStatus.ACTIVE,
-                               consent_at=now, created_at=now))
+                               consent_at=now, created_at=now, phone_hash=phone_hash))
                 s.flush()
                 s.add(Card(
                     id=new_id("card"), token=stored.token, customer_id=customer_id,
@@ -101,6 +106,15 @@ class CustomerOperations(ServiceCore):
                  stored.token, len(checked))
         self._emit("customer.created", view)
         return view
+
+    def customers_with_phone(self, phone_last4: str) -> list[str]:
+        """Ids of the active customers enrolled with these last 4 phone digits."""
+        phone_hash = self.vault.phone_hash(check_phone_last4(phone_last4))
+        with self.db.session(readonly=True) as s:
+            return list(s.scalars(
+                select(Customer.id).where(Customer.phone_hash == phone_hash,
+                                          Customer.status == CustomerStatus.ACTIVE)
+                .order_by(Customer.id)))
 
     @staticmethod
     def _fingerprint_active(session: Session, fingerprint: str) -> bool:

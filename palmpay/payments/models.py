@@ -81,6 +81,8 @@ class Customer(Base):
     consent_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: HMAC of the last 4 digits of the shopper's phone (narrows a search past N_safe).
+    phone_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     #: Stored palm templates, counted by the database when first read (not loaded with the row,
     #: so a ``SELECT ... FOR UPDATE`` of the customer stays a plain row lock).
     template_count: Mapped[int] = column_property(

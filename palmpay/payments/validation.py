@@ -25,6 +25,7 @@ __all__ = [
     "check_capture_method",
     "check_currency",
     "check_name",
+    "check_phone_last4",
     "check_templates",
     "check_terminal",
 ]
@@ -43,6 +44,14 @@ MAX_TEMPLATES = 50
 MAX_NAME = 200
 #: Longest terminal id a payment records.
 MAX_TERMINAL = 64
+
+
+def check_phone_last4(value: Any) -> str:
+    """Exactly 4 ASCII digits (the last 4 of a phone number), or ``invalid_request``."""
+    if not isinstance(value, str) or len(value) != 4 or not all("0" <= c <= "9" for c in value):
+        raise PaymentError("invalid_request", "phone_last4 must be exactly 4 digits",
+                           extra={"field": "phone_last4"})
+    return value
 
 
 def check_amount(amount: Any, maximum: int, what: str = "amount") -> int:

@@ -215,6 +215,13 @@ class CardVault:
         key = self._keyring.fingerprint_key
         return hmac.new(key, b"palmpay:pan:" + pan.encode(), hashlib.sha256).hexdigest()
 
+    def phone_hash(self, last4: str) -> str:
+        """HMAC-SHA256 of the last 4 phone digits under the fingerprint key (hex), with its own
+        label so it can never equal a card fingerprint."""
+        key = self._keyring.fingerprint_key
+        return hmac.new(key, b"palmpay:phone-last4:" + last4.encode(), hashlib.sha256
+                        ).hexdigest()
+
     def tokenize(self, card: CardInput) -> StoredCard:
         """Validate (``invalid_card`` / ``expired_card``), then encrypt under a fresh token."""
         valid = validate_card(card)

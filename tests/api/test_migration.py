@@ -1,4 +1,5 @@
-"""Migration 0002_api creates exactly the tables of palmpay/api/models.py, and downgrades."""
+"""Migrations 0002_api and 0003_narrowing create exactly the tables of palmpay/api/models.py
+(and customers.phone_hash), and downgrade."""
 
 from __future__ import annotations
 
@@ -11,18 +12,18 @@ import palmpay.api.models  # noqa: F401 - registers the tables
 from palmpay.db import Base, _alembic_config, current_revision, make_engine, upgrade
 
 API_TABLES = {"api_keys", "idempotency_keys", "events", "webhook_endpoints",
-              "webhook_deliveries"}
+              "webhook_deliveries", "terminal_lockouts"}
 
 
 def test_migration_matches_models(db_url):
     engine = make_engine(db_url)
     try:
         upgrade(engine)
-        assert current_revision(engine) == "0002_api"
+        assert current_revision(engine) == "0003_narrowing"
 
         def ours(obj, name, type_, reflected, compare_to):
             table = obj if type_ == "table" else getattr(obj, "table", None)
-            return getattr(table, "name", name) in API_TABLES
+            return getattr(table, "name", name) in API_TABLES | {"customers"}
 
         with engine.connect() as conn:
             ctx = MigrationContext.configure(

@@ -39,6 +39,10 @@ def create_customer(
     holder_name: Annotated[str | None, Form(max_length=200)] = None,
     consent: Annotated[str | None, Form(
         description='Explicit biometric consent: must be "true".')] = None,
+    phone_last4: Annotated[str | None, Form(
+        pattern="^[0-9]{4}$", description="Last 4 digits of the shopper's phone, stored only "
+        "as a keyed hash; asked at checkout in stores past N_safe. A customer enrolled without "
+        "them cannot pay there.")] = None,
 ) -> CustomerView:
     """Enroll a customer: palm templates from the photos, the card tokenised in the vault."""
     if consent is None or consent.strip().lower() != "true":
@@ -54,7 +58,8 @@ def create_customer(
         if owner is not None and _active(service, owner):
             raise PaymentError("palm_already_enrolled",
                            "this palm is already enrolled by another customer")
-        customer = service.create_customer(name, card, templates, consent=True)
+        customer = service.create_customer(name, card, templates, consent=True,
+                                           phone_last4=phone_last4)
         # Index after the commit; the database is the source of truth.
         palms.add(customer.id, templates)
     log.info("kiosk %s enrolled customer %s (%d templates)", key.id, customer.id,

@@ -7,6 +7,14 @@ admin key sees all.
 the best palm belongs to a customer that was deleted in the meantime — with the same status,
 the same body shape and the same work (one customer lookup in both cases), so a caller cannot
 tell an unknown palm from an unenrolled customer.
+
+Past N_safe (``GET /v1/status``), the palm alone may not search the whole gallery: a payment
+without ``phone_last4`` answers 428 ``narrowing_required`` after its frames were analysed, and
+the terminal retries with the same frames, the shopper's last 4 phone digits and a new
+Idempotency-Key. The search then covers only the customers enrolled with those digits, at the
+threshold for that many samples. Wrong digits answer the same ``palm_not_recognised`` as an
+unknown palm, after the same analysis and a search as well; they count towards the terminal's
+lock-out (:mod:`palmpay.api.narrowing`), as does any narrowed payment that is not recognised.
 """
 
 from __future__ import annotations
@@ -22,10 +30,12 @@ from palmpay.api.deps import (
     PalmsDep,
     ServiceDep,
     SettingsDep,
+    StateDep,
     TerminalKey,
 )
 from palmpay.api.images import read_images
 from palmpay.api.keys import ApiKeyView
+from palmpay.api.narrowing import Lockouts
 from palmpay.api.schemas import CaptureIn
 from palmpay.payments.errors import PaymentError
 from palmpay.payments.service import PaymentService
@@ -68,6 +78,7 @@ def visible_payment(service: PaymentService, key: ApiKeyView, payment_id: str) -
 def create_payment(
     key: TerminalKey,
     _multipart: Annotated[None, Multipart],
+    state: StateDep,
     settings: SettingsDep,
     service: ServiceDep,
     palms: PalmsDep,
@@ -76,14 +87,34 @@ def create_payment(
     amount: Annotated[int, Form(gt=0, description="Minor units (cents).")],
     currency: Annotated[str, Form(min_length=3, max_length=3, pattern="^[A-Za-z]{3}$")],
     capture_method: Annotated[CaptureMethod, Form()] = CaptureMethod.AUTOMATIC,
+    phone_last4: Annotated[str | None, Form(
+        pattern="^[0-9]{4}$", description="Last 4 digits of the shopper's phone: narrows the "
+        "search; required past N_safe (428 narrowing_required without it).")] = None,
 ) -> PaymentView:
     """Identify the palm in the frames and charge the customer's card."""
+    lockouts = Lockouts(state.db, settings, state.clock)
+    if phone_last4 is not None:
+        lockouts.check(key.id)
     decoded = read_images(frames, "frames", settings, minimum=1)
-    candidate, score = palms.identify(decoded)
+    templates = palms.probe(decoded)
+    if phone_last4 is None:
+        if palms.needs_narrowing():
+            log.info("terminal %s: gallery past N_safe, asking for the phone digits", key.id)
+            raise PaymentError("narrowing_required", "ask the shopper for the last 4 digits "
+                               "of their phone and retry with phone_last4",
+                               extra={"narrowing": "phone_last4"})
+        candidate, score = palms.match(templates)
+    else:
+        candidate, score = palms.match(templates, service.customers_with_phone(phone_last4))
     customer = _payable(service, candidate)
     if customer is None:
-        log.info("terminal %s: palm not recognised", key.id)
+        log.info("terminal %s: palm not recognised%s", key.id,
+                 " (narrowed)" if phone_last4 is not None else "")
+        if phone_last4 is not None:
+            lockouts.failed(key.id)
         raise _not_recognised()
+    if phone_last4 is not None:
+        lockouts.succeeded(key.id)
     try:
         payment = service.authorize(customer.id, amount, currency.lower(), capture_method,
                                     terminal=key.id)
