@@ -1,5 +1,12 @@
 // Checkout: amount (typed by the cashier, or pushed by a terminal as ?amount=<minor>&currency=)
 // → good palm frames → POST /v1/payments → Approved / Declined / Not recognised.
+//
+// In a busy store (more enrolled palms than the palm alone can search safely) the server answers
+// 428 narrowing_required: the shopper types the last 4 digits of their phone on the keypad and
+// the same frames go again, with the digits and a new Idempotency-Key (a new request, not a
+// resend). Repeated wrong digits at this terminal answer 429 too_many_attempts: the shopper is
+// asked to pay another way, and nothing is retried. The frames and the digits stay in memory
+// only until that request is sent (or the screen is left); nothing is stored or logged.
 
 import {
   ApiError, api, bootKiosk, setText, showKeyRejected, showScreen, sleep, updateMeter,
@@ -13,6 +20,10 @@ const FRAMES_PER_PAYMENT = 4;
 const NETWORK_RETRIES = 2;
 /** A result screen goes back to a new sale after this long (none after a pushed amount). */
 const RESULT_RESET_MS = 30000;
+/** The phone-digits screen gives up (and forgets the frames) after this long without a key. */
+const DIGITS_TIMEOUT_MS = 60000;
+/** Length of the narrowing factor: the last 4 digits of the phone. */
+const DIGITS = 4;
 
 const DECLINE_REASONS = {
   card_declined: "Card declined",
@@ -32,6 +43,8 @@ const state = {
   stream: null,
   abort: null,
   resetTimer: null,
+  pending: null, // {frames}: the frames waiting for the phone digits
+  digitsTimer: null,
 };
 
 function newIdempotencyKey() {
@@ -47,8 +60,19 @@ function stopCapture() {
   state.stream = null;
 }
 
+/** Forget the frames held for the phone-digits retry, and the digits typed so far. */
+function clearPending() {
+  clearTimeout(state.digitsTimer);
+  state.digitsTimer = null;
+  state.pending = null;
+  $("digits").value = "";
+  $("digits").removeAttribute("aria-invalid");
+  setText("digits-status", "");
+}
+
 function newSale() {
   stopCapture();
+  clearPending();
   clearTimeout(state.resetTimer);
   state.sale = null;
   if (window.location.search) history.replaceState(null, "", window.location.pathname);
@@ -82,6 +106,7 @@ function onAmount(event) {
 }
 
 async function pay() {
+  clearPending();
   const { amount, currency } = state.sale;
   const label = formatMinor(amount, currency);
   setText("camera-title", `Pay ${label}`);
@@ -112,7 +137,13 @@ async function pay() {
     return;
   }
   stopCapture();
+  await submitPayment(frames, null);
+}
 
+/** POST the payment: `frames` of one palm, with the phone digits when the server asked. */
+async function submitPayment(frames, phoneLast4) {
+  const { amount, currency } = state.sale;
+  const label = formatMinor(amount, currency);
   setText("processing-amount", label);
   showScreen("processing");
   const body = new FormData();
@@ -120,6 +151,7 @@ async function pay() {
   body.append("amount", String(amount));
   body.append("currency", currency);
   body.append("capture_method", "automatic");
+  if (phoneLast4) body.append("phone_last4", phoneLast4);
   // One key per attempt: if the connection drops, the same request is sent again with the same
   // key, so the server answers with the first outcome instead of charging twice.
   const idempotencyKey = newIdempotencyKey();
@@ -137,11 +169,101 @@ async function pay() {
         await sleep(1000 * (attempt + 1));
         continue;
       }
+      if (!phoneLast4 && narrowingRequired(err)) {
+        askDigits(frames);
+        return;
+      }
       showOutcomeError(err);
       return;
     }
   }
   showPayment(payment, label);
+}
+
+/** The server wants the last 4 phone digits before it searches (428 narrowing_required). */
+function narrowingRequired(err) {
+  return err instanceof ApiError && err.status === 428 &&
+    (err.code === "narrowing_required" || err.problem.narrowing === "phone_last4");
+}
+
+function askDigits(frames) {
+  clearPending();
+  state.pending = { frames };
+  setText("digits-status", `Type ${DIGITS} digits`);
+  showScreen("digits"); // focuses the digits field (autofocus)
+  restartDigitsTimer();
+}
+
+function restartDigitsTimer() {
+  clearTimeout(state.digitsTimer);
+  state.digitsTimer = setTimeout(cancelDigits, DIGITS_TIMEOUT_MS);
+}
+
+function cancelDigits() {
+  clearPending();
+  newSale();
+}
+
+/** Keep only digits, at most four; announce how many there are (never the digits). */
+function onDigitsChanged() {
+  const input = $("digits");
+  const clean = input.value.replace(/[^0-9]/g, "").slice(0, DIGITS);
+  if (clean !== input.value) input.value = clean;
+  input.removeAttribute("aria-invalid");
+  setText("digits-status", clean.length === DIGITS
+    ? "All 4 digits entered"
+    : `${clean.length} of ${DIGITS} digits entered`);
+  restartDigitsTimer();
+}
+
+function keypadPress(key) {
+  const input = $("digits");
+  if (key === "back") input.value = input.value.slice(0, -1);
+  else if (key === "clear") input.value = "";
+  else if (/^[0-9]$/.test(key) && input.value.length < DIGITS) input.value += key;
+  onDigitsChanged();
+}
+
+/** Physical keys anywhere on the digits screen (also when a keypad button has focus). */
+function onDigitsKey(event) {
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  if (event.key === "Escape") {
+    event.preventDefault();
+    cancelDigits();
+    return;
+  }
+  if (event.target === $("digits")) return; // the field itself takes the keys
+  if (/^[0-9]$/.test(event.key)) keypadPress(event.key);
+  else if (event.key === "Backspace") keypadPress("back");
+  else return;
+  event.preventDefault();
+}
+
+function onDigits(event) {
+  event.preventDefault();
+  const input = $("digits");
+  const digits = input.value.trim();
+  if (!state.pending) {
+    newSale();
+    return;
+  }
+  if (!/^[0-9]{4}$/.test(digits)) {
+    input.setAttribute("aria-invalid", "true");
+    setText("digits-status", `Please enter all ${DIGITS} digits`);
+    input.focus();
+    restartDigitsTimer();
+    return;
+  }
+  const { frames } = state.pending;
+  clearPending(); // the digits leave the page only in this one request
+  submitPayment(frames, digits);
+}
+
+function showTooManyTries() {
+  clearPending();
+  stopCapture();
+  showScreen("too-many");
+  scheduleReset();
 }
 
 function showPayment(payment, label) {
@@ -175,6 +297,10 @@ function showOutcomeError(err) {
   }
   if (err instanceof ApiError) {
     const code = String(err.code || "");
+    if (err.status === 429 || code === "too_many_attempts") {
+      showTooManyTries();
+      return;
+    }
     if (err.status === 402) {
       showDeclined(String(err.problem.decline_code || code), "");
       return;
@@ -224,14 +350,23 @@ function init() {
     pay();
   });
   $("error-retry").addEventListener("click", () => pay());
-  for (const id of ["other-way", "declined-other", "error-other"]) {
+  for (const id of ["other-way", "declined-other", "error-other", "digits-other"]) {
     $(id).addEventListener("click", () => {
       clearTimeout(state.resetTimer);
+      clearPending();
       stopCapture();
       showScreen("pay-other-way");
     });
   }
-  for (const id of ["approved-new", "declined-new", "other-way-new"]) {
+  $("digits-form").addEventListener("submit", onDigits);
+  $("digits").addEventListener("input", onDigitsChanged);
+  $("keypad").addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-key]");
+    if (button) keypadPress(button.dataset.key);
+  });
+  document.querySelector('[data-screen="digits"]').addEventListener("keydown", onDigitsKey);
+  $("digits-cancel").addEventListener("click", cancelDigits);
+  for (const id of ["approved-new", "declined-new", "other-way-new", "too-many-new"]) {
     $(id).addEventListener("click", newSale);
   }
   window.addEventListener("pagehide", stopCapture);

@@ -1,12 +1,15 @@
-// Enrollment: palm frames → consent → card → POST /v1/customers → customer id.
-// Frames live in memory only; the card number is read from the field when submitting and the
-// field is cleared right after. Nothing here is written to any storage or logged.
+// Enrollment: palm frames → consent → card and phone digits → POST /v1/customers → customer id.
+// Frames live in memory only; the card number and the last 4 digits of the phone are read from
+// their fields when submitting and the fields are cleared right after. Nothing here is written
+// to any storage or logged.
 
 import {
   ApiError, api, bootKiosk, setText, showKeyRejected, showScreen, updateMeter,
 } from "./common.js";
 import { collectPalm, startCamera, stopCamera } from "./camera.js";
-import { brandName, cardDigits, cardNumberProblem, parseExpiry } from "./money.js";
+import {
+  brandName, cardDigits, cardNumberProblem, parseExpiry, phoneLast4Problem,
+} from "./money.js";
 
 /** Good frames needed per hand. */
 const FRAMES_PER_HAND = 5;
@@ -39,8 +42,10 @@ function resetAll() {
 
 function clearCardForm() {
   $("card-form").reset();
-  for (const id of ["card-number-error", "card-expiry-error", "card-error"]) setText(id, "");
-  for (const id of ["card-number", "card-expiry", "customer-name"]) {
+  for (const id of ["card-number-error", "card-expiry-error", "phone-last4-error", "card-error"]) {
+    setText(id, "");
+  }
+  for (const id of ["card-number", "card-expiry", "phone-last4", "customer-name"]) {
     $(id).removeAttribute("aria-invalid");
   }
 }
@@ -136,6 +141,8 @@ async function onCard(event) {
   const expiry = parseExpiry($("card-expiry").value);
   const badNumber = fieldError("card-number", "card-number-error", numberProblem);
   const badExpiry = fieldError("card-expiry", "card-expiry-error", expiry.problem);
+  const badPhone = fieldError("phone-last4", "phone-last4-error",
+    phoneLast4Problem($("phone-last4").value));
   if (!name) {
     $("customer-name").setAttribute("aria-invalid", "true");
     setText("card-error", "Please enter your name.");
@@ -151,6 +158,11 @@ async function onCard(event) {
     $("card-expiry").focus();
     return;
   }
+  if (badPhone) {
+    $("phone-last4").focus();
+    $("phone-last4-error").scrollIntoView({ block: "nearest" }); // the message under the field
+    return;
+  }
 
   const body = new FormData();
   body.append("name", name);
@@ -158,6 +170,7 @@ async function onCard(event) {
   body.append("exp_month", String(expiry.month));
   body.append("exp_year", String(expiry.year));
   body.append("holder_name", holder);
+  body.append("phone_last4", $("phone-last4").value.trim());
   body.append("consent", "true");
   let n = 0;
   for (const hand of state.hands) {
@@ -181,7 +194,7 @@ async function onCard(event) {
     onEnrollError(err);
     return;
   }
-  // Done with everything sensitive: drop the card number and the palm frames.
+  // Done with everything sensitive: drop the card number, the phone digits and the palm frames.
   clearCardForm();
   state.hands = [];
   submit.disabled = false;
@@ -216,6 +229,13 @@ function onEnrollError(err) {
     setText("card-error", "This card is already enrolled. Use another card, or remove the " +
       "existing enrollment first.");
     $("card-number").focus();
+    return;
+  }
+  if (code === "validation_error" && (err.problem.errors || []).some(
+    (e) => /phone_last4/.test(String((e && e.field) || "")))) {
+    fieldError("phone-last4", "phone-last4-error", phoneLast4Problem(""));
+    $("phone-last4").focus();
+    $("phone-last4-error").scrollIntoView({ block: "nearest" });
     return;
   }
   if (code === "palm_already_enrolled") {
@@ -260,7 +280,7 @@ function init() {
   $("card-form").addEventListener("submit", onCard);
   // Typing in a field clears its message; the next submit checks again.
   for (const [input, error] of [["card-number", "card-number-error"],
-    ["card-expiry", "card-expiry-error"]]) {
+    ["card-expiry", "card-expiry-error"], ["phone-last4", "phone-last4-error"]]) {
     $(input).addEventListener("input", () => fieldError(input, error, null));
   }
   $("card-cancel").addEventListener("click", resetAll);

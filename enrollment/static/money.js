@@ -1,4 +1,4 @@
-// Pure helpers for card fields and amounts: no DOM, no storage, no logging.
+// Pure helpers for card fields, phone digits and amounts: no DOM, no storage, no logging.
 
 /** Digits of a card number as typed (spaces and dashes allowed), or null if anything else. */
 export function cardDigits(text) {
@@ -32,6 +32,16 @@ export function cardNumberProblem(text) {
   }
   if (!luhnValid(digits)) return "That card number isn't valid — please check it.";
   return null;
+}
+
+/**
+ * The last 4 digits of a phone number as typed: null when exactly four ASCII digits (spaces
+ * around them are ignored), else a message for the person. The digits narrow the palm search at
+ * checkout in large galleries; like the card number they are never stored by the page.
+ */
+export function phoneLast4Problem(text) {
+  if (/^[0-9]{4}$/.test(String(text || "").trim())) return null;
+  return "Enter exactly 4 digits: the last 4 of your phone number.";
 }
 
 /**

@@ -2,6 +2,8 @@
 
 - ``kiosk_server``: ``palmpay.api.app.create_app`` (dev mode, SQLite in a temp folder) served by
   uvicorn in a thread on 127.0.0.1 with a random port, plus a kiosk and a terminal API key.
+- ``narrow_server``: another such server (its own database) with ``n_safe=0``: the gallery is
+  always past N_safe, so every payment needs the last 4 digits of the shopper's phone.
 - ``videos``: Y4M clips rendered by :mod:`palmpay.synth` for Chromium's fake camera
   (``--use-file-for-fake-video-capture``). Chromium loops them, so the tests never assume which
   frame comes first: every clip holds the hand steadily in view for most of its frames.
@@ -34,10 +36,21 @@ HAND_C = 13
 #: Enrolled over the API, then unenrolled at the kiosk (its own shopper: no test depends on
 #: another test's order).
 HAND_D = 14
+#: Enrolls at the narrowing server (``n_safe=0``) with the phone digits, then pays with them.
+HAND_E = 15
 #: The card the tests enroll (a Luhn-valid Visa test number) and the name on it.
 CARD = "4242 4242 4242 4242"
 CARD_DIGITS = CARD.replace(" ", "")
 NAME = "Ada Palmer"
+#: The last 4 digits of hand A's phone (given at enrollment, never needed at the default server).
+PHONE_A = "6039"
+#: Hand E's shopper at the narrowing server: card (a Luhn-valid Mastercard test number no other
+#: test enrolls), name, the last 4 digits of the phone, and digits nobody enrolled with.
+CARD_E = "5105 1051 0510 5100"
+CARD_E_DIGITS = CARD_E.replace(" ", "")
+NAME_E = "Noor Digits"
+PHONE_E = "2718"
+PHONE_WRONG = "3141"
 
 _BASE_ARGS = [
     "--use-fake-device-for-media-stream",
@@ -77,16 +90,25 @@ class KioskServer:
         return f"{self.base_url}/kiosk/{page}{query}" + (f"#key={key}" if key else "")
 
 
-@pytest.fixture(scope="session")
-def kiosk_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KioskServer]:
+def new_terminal_key(server: KioskServer, name: str) -> str:
+    """A fresh terminal key on ``server``: a terminal of its own (its own attempt counter)."""
+    from palmpay.api.keys import create_api_key
+
+    _, secret = create_api_key(server.state.db, name, "terminal")
+    return secret
+
+
+def _serve(tmp_path_factory: pytest.TempPathFactory, folder: str,
+           **overrides: Any) -> Iterator[KioskServer]:
+    """A kiosk server on its own SQLite database, with ``Settings(**overrides)``."""
     from palmpay.api.app import create_app
     from palmpay.api.keys import create_api_key
     from palmpay.api.routes import kiosk
     from palmpay.api.threaded import serve_in_thread
     from palmpay.config import Settings
 
-    data_dir = tmp_path_factory.mktemp("kiosk-data")
-    settings = Settings(data_dir=data_dir, dev_mode=True, database_url=None)
+    data_dir = tmp_path_factory.mktemp(folder)
+    settings = Settings(data_dir=data_dir, dev_mode=True, database_url=None, **overrides)
     app = create_app(settings)
     if not any(getattr(r, "path", "") == "/kiosk/enroll" for r in app.routes):
         kiosk.mount_kiosk(app)  # until create_app includes the kiosk router itself
@@ -98,15 +120,28 @@ def kiosk_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KioskServ
 
 
 @pytest.fixture(scope="session")
+def kiosk_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KioskServer]:
+    yield from _serve(tmp_path_factory, "kiosk-data")
+
+
+@pytest.fixture(scope="session")
+def narrow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KioskServer]:
+    """A server whose gallery is always past N_safe (``n_safe=0``): payments need the digits."""
+    yield from _serve(tmp_path_factory, "kiosk-narrow-data", n_safe=0)
+
+
+@pytest.fixture(scope="session")
 def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Fake-camera clips at 15 fps, the hand in view in most frames: hand A to enroll (640x480),
     hand A to pay (another pose, 1280x720), hand B (never enrolled), person C's right then left
-    hand, hand D to pay after it was unenrolled."""
+    hand, hand D to pay after it was unenrolled, hand E to enroll and to pay at the narrowing
+    server."""
     folder = tmp_path_factory.mktemp("kiosk-videos")
     a = synth.HandIdentity.from_seed(HAND_A)
     b = synth.HandIdentity.from_seed(HAND_B)
     c = synth.HandIdentity.from_seed(HAND_C)
     d = synth.HandIdentity.from_seed(HAND_D)
+    e = synth.HandIdentity.from_seed(HAND_E)
     clips = {
         "enroll_a": synth.presentation_frames(a, 30, seed=1, enter_fraction=0.1,
                                               leave_fraction=0.1),
@@ -115,6 +150,10 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "pay_b": synth.presentation_frames(b, 30, seed=3, enter_fraction=0.1,
                                            leave_fraction=0.1),
         "pay_d": synth.presentation_frames(d, 30, seed=6, enter_fraction=0.1,
+                                           leave_fraction=0.1),
+        "enroll_e": synth.presentation_frames(e, 30, seed=7, enter_fraction=0.1,
+                                              leave_fraction=0.1),
+        "pay_e": synth.presentation_frames(e, 30, seed=8, enter_fraction=0.1,
                                            leave_fraction=0.1),
         # Right hand, then left hand: the "add my other hand" path.
         "both_c": synth.presentation_frames(c, 24, seed=4, hand="right", enter_fraction=0.1,

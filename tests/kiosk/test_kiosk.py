@@ -5,8 +5,12 @@ a video of their hand, pays at /kiosk/checkout with another video of the same ha
 pose, 1280x720) and is declined above the simulated card limit. Another shopper (hand D,
 enrolled over the API) unenrolls at /kiosk/unenroll and can no longer pay. No test depends on
 another's order (``make test-shuffled``).
-A never-enrolled hand is "Not recognised"; a denied or missing camera, a missing or refused key
-and a card number failing the Luhn check each show their message. Every screen is checked for
+A never-enrolled hand is "Not recognised"; a denied or missing camera, a missing or refused key,
+a card number failing the Luhn check and phone digits that are not exactly four each show their
+message. At a second server whose gallery is past N_safe (``n_safe=0``) the checkout asks for
+the last 4 digits of the shopper's phone (hand E enrolled with them): the right digits pay, wrong
+ones are "Not recognised", and a terminal locked out after repeated wrong digits says to pay
+another way. Every screen is checked for
 touch-target size and sideways overflow at 640x480 or 1280x720, and screenshots of each screen
 go to ``$PALMPAY_KIOSK_SCREENSHOTS`` when set (``scripts/kiosk_screenshots.py``).
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import cv2
 import httpx
@@ -25,7 +30,22 @@ from sqlalchemy import select
 
 from palmpay import synth
 from palmpay.payments.models import Card, Customer, PalmTemplate, Payment
-from tests.kiosk.conftest import CARD, CARD_DIGITS, HAND_D, NAME, PageWatch, watch
+from tests.kiosk.conftest import (
+    CARD,
+    CARD_DIGITS,
+    CARD_E,
+    CARD_E_DIGITS,
+    HAND_D,
+    HAND_E,
+    NAME,
+    NAME_E,
+    PHONE_A,
+    PHONE_E,
+    PHONE_WRONG,
+    PageWatch,
+    new_terminal_key,
+    watch,
+)
 from tests.pan_scan import find_pans
 
 # The browser first: without Chromium the tests skip (or fail under CI=true) before the server
@@ -86,6 +106,34 @@ async () => {
 """
 
 
+# Test instrumentation (an init script, so the page's CSP does not apply): every POST of a
+# FormData records its path, Idempotency-Key, a SHA-256 of each file part and the phone_last4
+# field, in window.__posts. No other field (the card number) is read.
+_POST_SPY_JS = """
+(() => {
+  const realFetch = window.fetch;
+  const hex = (buf) => Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, "0"))
+    .join("");
+  window.__posts = [];
+  window.fetch = async (url, init = {}) => {
+    if (init.body instanceof FormData) {
+      const files = [];
+      for (const [, value] of init.body.entries()) {
+        if (value instanceof Blob) {
+          files.push(hex(await crypto.subtle.digest("SHA-256", await value.arrayBuffer())));
+        }
+      }
+      const headers = new Headers(init.headers || {});
+      window.__posts.push({path: new URL(url, location.href).pathname,
+                           key: headers.get("Idempotency-Key"), files,
+                           phone: init.body.get("phone_last4")});
+    }
+    return realFetch(url, init);
+  };
+})();
+"""
+
+
 def current(page: Any) -> str:
     return page.evaluate("document.body.dataset.current || ''")
 
@@ -129,6 +177,19 @@ def assert_clean(seen: PageWatch, *secrets: str) -> None:
         assert secret not in console, "a secret was written to the console"
         for method, url, _headers in seen.requests:
             assert secret not in url, f"a secret is in the URL of {method} {url}"
+
+
+def assert_digits_not_leaked(seen: PageWatch, storage: dict[str, Any], digits: str) -> None:
+    """The phone digits are in no console line, no request path or query, no storage."""
+    for line in seen.console:
+        assert digits not in line, f"the phone digits are in the console: {line}"
+    for method, url, _headers in seen.requests:
+        parts = urlsplit(url)  # not the host: the random port could hold the digits by chance
+        assert digits not in parts.path + parts.query + parts.fragment, f"{method} {url}"
+    assert storage["local"] == {} and storage["cookie"] == ""
+    assert storage["indexeddb"] == [] and storage["caches"] == []
+    assert list(storage["session"]) == ["palmpay.kiosk.key"], storage["session"]
+    assert not any(digits in value for value in storage["fields"]), "digits left in a field"
 
 
 def api_calls(seen: PageWatch, path: str, method: str = "POST") -> list[dict[str, str]]:
@@ -217,6 +278,12 @@ def enrolled(kiosk_server: Any, videos: dict, launch: Any, shots: Any) -> Enroll
     page.fill("#card-number", CARD)
     page.fill("#card-expiry", EXPIRY)
     page.fill("#card-holder", NAME)
+    page.fill("#phone-last4", PHONE_A)
+    assert page.get_attribute("#phone-last4", "inputmode") == "numeric"
+    assert page.get_attribute("#phone-last4", "autocomplete") == "off"
+    assert page.get_attribute("#phone-last4", "maxlength") == "4"
+    assert page.get_attribute("#phone-last4", "name") is None
+    assert "only compared with a few customers" in text(page, "#phone-last4-hint")
     shots(page, "enroll-5-card")
     with page.expect_response(lambda r: r.url.endswith("/v1/customers"),
                               timeout=CAPTURE_TIMEOUT_MS) as created:
@@ -265,6 +332,7 @@ def test_enrollment_creates_customer_and_keeps_no_card_data(
     dumped = json.dumps(storage)
     assert CARD_DIGITS not in dumped and "4242 4242" not in dumped
     assert_clean(enrolled.seen, kiosk_server.kiosk_key, CARD_DIGITS)
+    assert_digits_not_leaked(enrolled.seen, storage, PHONE_A)
 
     # Every API call carried the key in the Authorization header, never in the URL.
     analyze = api_calls(enrolled.seen, "/v1/capture/analyze")
@@ -377,6 +445,7 @@ def test_luhn_error_is_shown_before_anything_is_sent(
     page.fill("#customer-name", NAME)
     page.fill("#card-number", "4242 4242 4242 4241")
     page.fill("#card-expiry", EXPIRY)
+    page.fill("#phone-last4", PHONE_A)
     page.press("#card-expiry", "Enter")
     assert text(page, "#card-number-error") == "That card number isn't valid — please check it."
     assert page.get_attribute("#card-number", "aria-invalid") == "true"
@@ -418,6 +487,7 @@ def test_enroll_both_hands(kiosk_server: Any, videos: dict, launch: Any) -> None
     page.fill("#customer-name", "Cy Both")
     page.fill("#card-number", "5555 5555 5555 4444")
     page.fill("#card-expiry", "0731")
+    page.fill("#phone-last4", "1984")
     page.press("#card-number", "Enter")
     wait_screen(page, "done", CAPTURE_TIMEOUT_MS)
     assert text(page, "#done-card") == "Mastercard ••••4444"
@@ -501,7 +571,7 @@ def test_without_a_valid_key_the_kiosk_says_so(
 
 
 def test_kiosk_helpers_in_the_browser(kiosk_server: Any, launch: Any) -> None:
-    """The pure ES modules (prompts, Luhn, amounts) in Chromium itself."""
+    """The pure ES modules (prompts, Luhn, phone digits, amounts) in Chromium itself."""
     browser = launch(None)
     page = browser.new_page()
     page.goto(kiosk_server.url("unenroll"))
@@ -529,6 +599,7 @@ def test_kiosk_helpers_in_the_browser(kiosk_server: Any, launch: Any) -> None:
                 ["1.5", "jpy"], ["0", "eur"], ["abc", "eur"], ["1.234", "eur"],
                 ["0.07", "usd"], ["1.234", "bhd"]]
           .map(([t, c]) => m.toMinorUnits(t, c).minor),
+        phone: ["0123", " 9876 ", "123", "12345", "12a4", "", "١٢٣٤"].map(m.phoneLast4Problem),
         expiry: [m.parseExpiry("12/34").year, m.parseExpiry("1/2030").month,
                  m.parseExpiry("13/30").problem, m.parseExpiry("01/20").problem],
       };
@@ -542,6 +613,8 @@ def test_kiosk_helpers_in_the_browser(kiosk_server: Any, launch: Any) -> None:
     assert got["good"] == [True, False, False]
     assert got["luhn"] == [True, False, True, True]
     assert got["minor"] == [1234, 1250, 100000, 1000, None, None, None, None, 7, 1234]
+    four = "Enter exactly 4 digits: the last 4 of your phone number."
+    assert got["phone"] == [None, None, four, four, four, four, four]  # ASCII digits only
     assert got["expiry"] == [
         2034, 1, "The expiry month must be 01 to 12.", "This card has expired."]
     browser.close()
@@ -605,4 +678,284 @@ def test_unenroll_then_the_palm_no_longer_pays(
     page.goto(kiosk_server.url("checkout", kiosk_server.terminal_key,
                                "?amount=777&currency=eur"))
     wait_screen(page, "not-recognised", CAPTURE_TIMEOUT_MS)
+    browser.close()
+
+
+# -------------------------------------------------------------------------------------------
+# Phone digits at enrollment; the narrowing factor at checkout (gallery past N_safe)
+# -------------------------------------------------------------------------------------------
+
+
+def test_phone_digits_are_checked_before_anything_is_sent(
+    kiosk_server: Any, videos: dict, launch: Any, shots: Any
+) -> None:
+    """Three digits, or anything but digits, is refused on the page: nothing is sent."""
+    browser = launch(videos["enroll_a"])
+    page = browser.new_page(viewport=SMALL)
+    seen = watch(page)
+    page.goto(kiosk_server.url("enroll", kiosk_server.kiosk_key))
+    wait_screen(page, "start")
+    capture_palm_and_reach_card_form(page)
+    page.fill("#customer-name", NAME)
+    page.fill("#card-number", CARD)
+    page.fill("#card-expiry", EXPIRY)
+    page.fill("#phone-last4", "603")
+    page.press("#card-expiry", "Enter")
+    problem = "Enter exactly 4 digits: the last 4 of your phone number."
+    assert text(page, "#phone-last4-error") == problem
+    assert page.get_attribute("#phone-last4", "aria-invalid") == "true"
+    assert page.evaluate("document.activeElement.id") == "phone-last4"
+    assert text(page, "#card-number-error") == "" and text(page, "#card-expiry-error") == ""
+    check_layout(page)
+    shots(page, "enroll-8-phone-digits-error")
+    page.type("#phone-last4", "9")  # typing clears the message; the next submit checks again
+    assert text(page, "#phone-last4-error") == ""
+    assert page.get_attribute("#phone-last4", "aria-invalid") is None
+    page.fill("#phone-last4", "60a9")
+    page.click("#card-submit")
+    assert text(page, "#phone-last4-error") == problem
+    page.fill("#phone-last4", "")
+    page.click("#card-submit")
+    assert text(page, "#phone-last4-error") == problem
+    assert current(page) == "card"
+    assert api_calls(seen, "/v1/customers") == [], "the form was sent despite the errors"
+    page.click("#card-cancel")
+    wait_screen(page, "start")
+    assert page.input_value("#phone-last4") == ""
+    assert_clean(seen, kiosk_server.kiosk_key, CARD_DIGITS)
+    browser.close()
+
+
+@dataclass
+class NarrowEnrolled:
+    customer_id: str
+    posts: list[dict[str, Any]]
+
+
+@pytest.fixture(scope="session")
+def narrow_enrolled(narrow_server: Any, videos: dict, launch: Any) -> NarrowEnrolled:
+    """Hand E enrolls through the enroll page of the narrowing server with the phone digits."""
+    browser = launch(videos["enroll_e"])
+    context = browser.new_context(viewport=SMALL)
+    context.add_init_script(_POST_SPY_JS)
+    page = context.new_page()
+    seen = watch(page)
+    page.goto(narrow_server.url("enroll", narrow_server.kiosk_key))
+    wait_screen(page, "start")
+    capture_palm_and_reach_card_form(page)
+    page.fill("#customer-name", NAME_E)
+    page.fill("#card-number", CARD_E)
+    page.fill("#card-expiry", EXPIRY)
+    page.fill("#phone-last4", PHONE_E)
+    with page.expect_response(lambda r: r.url.endswith("/v1/customers"),
+                              timeout=CAPTURE_TIMEOUT_MS) as created:
+        page.press("#phone-last4", "Enter")
+    assert created.value.status == 201, created.value.text()
+    wait_screen(page, "done")
+    assert text(page, "#done-card") == "Mastercard ••••5100"
+    result = NarrowEnrolled(customer_id=text(page, "#done-id"),
+                            posts=page.evaluate("window.__posts"))
+    storage = page.evaluate(_STORAGE_JS)
+    assert CARD_E_DIGITS not in json.dumps(storage)
+    assert_clean(seen, narrow_server.kiosk_key, CARD_E_DIGITS)
+    assert_digits_not_leaked(seen, storage, PHONE_E)
+    context.close()
+    browser.close()
+    return result
+
+
+def _checkout_until_digits(page: Any, server: Any, key: str, query: str) -> Any:
+    """Open the checkout with a pushed sale; the palm is sent; the server asks for the digits
+    (428 narrowing_required). Returns that response."""
+    with page.expect_response(
+        lambda r: r.url.endswith("/v1/payments") and r.request.method == "POST",
+        timeout=CAPTURE_TIMEOUT_MS,
+    ) as asked:
+        page.goto(server.url("checkout", key, query))
+        wait_screen(page, "camera")
+    assert asked.value.status == 428, asked.value.text()
+    wait_screen(page, "digits")
+    return asked.value
+
+
+def test_narrowing_asks_for_the_phone_digits_then_approves(
+    narrow_enrolled: NarrowEnrolled, narrow_server: Any, videos: dict, launch: Any, shots: Any
+) -> None:
+    """Past N_safe the palm alone is not searched: 428, the digits on the keypad, then the same
+    frames again with the digits and a new Idempotency-Key: Approved."""
+    assert narrow_enrolled.posts[-1]["path"].endswith("/v1/customers")
+    assert narrow_enrolled.posts[-1]["phone"] == PHONE_E  # the enroll page sent the digits
+    browser = launch(videos["pay_e"])
+    context = browser.new_context(viewport=SMALL)
+    context.add_init_script(_POST_SPY_JS)
+    page = context.new_page()
+    seen = watch(page)
+    key = narrow_server.terminal_key
+    asked = _checkout_until_digits(page, narrow_server, key, "?amount=2345&currency=eur")
+    assert asked.headers["content-type"].startswith("application/problem+json")
+    problem = asked.json()
+    assert problem["code"] == "narrowing_required", problem
+    assert problem["type"].endswith("/problems/narrowing_required"), problem
+    assert problem["narrowing"] == "phone_last4", problem
+
+    assert text(page, "#digits-title") == "Enter the last 4 digits of your phone"
+    assert page.evaluate("document.activeElement.id") == "digits"
+    assert page.get_attribute("#digits-status", "aria-live") == "polite"
+    check_layout(page)
+    # The on-screen keypad, then a physical key while a keypad button has the focus.
+    for digit in "2719":
+        page.click(f"#keypad button[data-key='{digit}']")
+    assert page.input_value("#digits") == "2719"
+    page.click("#keypad-back")
+    assert page.input_value("#digits") == "271"
+    assert text(page, "#digits-status") == "3 of 4 digits entered"
+    page.keyboard.press("8")
+    assert page.input_value("#digits") == PHONE_E
+    shots(page, "checkout-7-phone-digits")
+    with page.expect_response(
+        lambda r: r.url.endswith("/v1/payments") and r.request.method == "POST",
+        timeout=CAPTURE_TIMEOUT_MS,
+    ) as paid:
+        page.click("#digits-submit")
+    assert paid.value.status == 201, paid.value.text()
+    payment = paid.value.json()
+    wait_screen(page, "approved")
+    assert text(page, "#approved-title") == f"Approved — {NAME_E} ••••5100"
+    with narrow_server.state.db.session(readonly=True) as session:
+        row = session.get(Payment, payment["id"])
+        assert row is not None
+        assert (row.customer_id, row.amount, row.currency, row.status) == (
+            narrow_enrolled.customer_id, 2345, "eur", "succeeded")
+
+    # Two requests: the same four frames, a new Idempotency-Key, the digits only the second time.
+    posts = [p for p in page.evaluate("window.__posts") if p["path"].endswith("/v1/payments")]
+    assert len(posts) == 2, posts
+    first, second = posts
+    assert len(first["files"]) == 4 and first["files"] == second["files"]
+    assert first["key"] and second["key"] and first["key"] != second["key"]
+    assert (first["phone"], second["phone"]) == (None, PHONE_E)
+    assert [h.get("idempotency-key") for h in api_calls(seen, "/v1/payments")] == [
+        first["key"], second["key"]]
+    assert page.input_value("#digits") == ""
+    assert_clean(seen, key, CARD_E_DIGITS)
+    assert_digits_not_leaked(seen, page.evaluate(_STORAGE_JS), PHONE_E)
+    context.close()
+    browser.close()
+
+
+def test_narrowing_with_wrong_digits_is_not_recognised(
+    narrow_enrolled: NarrowEnrolled, narrow_server: Any, videos: dict, launch: Any
+) -> None:
+    """The enrolled palm with digits nobody enrolled with: the answer of an unknown palm. Typed
+    on the keyboard; too few digits are refused on the page; Cancel leaves the digits screen."""
+    key = new_terminal_key(narrow_server, "wrong digits browser test")  # its own attempt count
+    browser = launch(videos["pay_e"])
+    page = browser.new_page(viewport=SMALL)
+    seen = watch(page)
+    _checkout_until_digits(page, narrow_server, key, "?amount=606&currency=eur")
+    page.keyboard.type(PHONE_WRONG[:2])
+    page.keyboard.press("Enter")
+    assert text(page, "#digits-status") == "Please enter all 4 digits"
+    assert page.get_attribute("#digits", "aria-invalid") == "true"
+    assert len(api_calls(seen, "/v1/payments")) == 1, "too few digits were sent"
+    page.keyboard.type(PHONE_WRONG[2:])
+    assert page.input_value("#digits") == PHONE_WRONG
+    with page.expect_response(
+        lambda r: r.url.endswith("/v1/payments") and r.request.method == "POST",
+        timeout=CAPTURE_TIMEOUT_MS,
+    ) as refused:
+        page.keyboard.press("Enter")
+    assert refused.value.status == 422, refused.value.text()
+    assert refused.value.json()["code"] == "palm_not_recognised"
+    wait_screen(page, "not-recognised")
+    assert text(page, "h1:visible") == "Not recognised"
+    with narrow_server.state.db.session(readonly=True) as session:
+        assert session.scalars(select(Payment).where(Payment.amount == 606)).all() == []
+
+    # Try again: a new capture, asked for the digits again; Cancel goes back to a new sale.
+    with page.expect_response(
+        lambda r: r.url.endswith("/v1/payments") and r.request.method == "POST",
+        timeout=CAPTURE_TIMEOUT_MS,
+    ) as asked:
+        page.click("#retry")
+    assert asked.value.status == 428, asked.value.text()
+    wait_screen(page, "digits")
+    assert page.input_value("#digits") == ""
+    page.click("#digits-cancel")
+    wait_screen(page, "amount")
+    assert len(api_calls(seen, "/v1/payments")) == 3
+    assert_clean(seen, key, CARD_E_DIGITS)
+    assert_digits_not_leaked(seen, page.evaluate(_STORAGE_JS), PHONE_WRONG)
+    browser.close()
+
+
+def _palm_frames(seed: int, count: int = 4) -> list[tuple[str, tuple[str, bytes, str]]]:
+    """``count`` checkout frames (PNG) of the synthetic hand ``seed``, as multipart files."""
+    rng = np.random.default_rng(3000 + seed)
+    identity = synth.HandIdentity.from_seed(seed)
+    files = []
+    for n in range(count):
+        image = synth.render_hand(identity, synth.Variation.random(rng, synth.TEST_RANGES,
+                                                                   size=(640, 480)))
+        ok, png = cv2.imencode(".png", image)
+        assert ok
+        files.append(("frames", (f"f{n}.png", png.tobytes(), "image/png")))
+    return files
+
+
+def test_too_many_wrong_digits_asks_to_pay_another_way(
+    narrow_enrolled: NarrowEnrolled, narrow_server: Any, videos: dict, launch: Any, shots: Any
+) -> None:
+    """A terminal that sent wrong digits again and again is locked out (429 too_many_attempts,
+    Retry-After): the checkout says to pay another way and retries nothing."""
+    key = new_terminal_key(narrow_server, "locked-out browser test")
+    frames = _palm_frames(HAND_E)
+    statuses = []
+    for attempt in range(30):
+        r = httpx.post(f"{narrow_server.base_url}/v1/payments",
+                       data={"amount": "808", "currency": "eur", "phone_last4": PHONE_WRONG},
+                       files=frames, timeout=120,
+                       headers={"Authorization": f"Bearer {key}",
+                                "Idempotency-Key": f"lockout-{attempt}"})
+        statuses.append(r.status_code)
+        if r.status_code == 429:
+            break
+        assert r.status_code == 422 and r.json()["code"] == "palm_not_recognised", r.text
+    assert statuses[-1] == 429, f"never locked out: {statuses}"
+    assert r.json()["code"] == "too_many_attempts", r.text
+    assert int(r.headers["retry-after"]) > 0
+
+    browser = launch(videos["pay_e"])
+    page = browser.new_page(viewport=SMALL)
+    seen = watch(page)
+    with page.expect_response(
+        lambda r: r.url.endswith("/v1/payments") and r.request.method == "POST",
+        timeout=CAPTURE_TIMEOUT_MS,
+    ) as first:
+        page.goto(narrow_server.url("checkout", key, "?amount=707&currency=eur"))
+        wait_screen(page, "camera")
+    if first.value.status == 428:  # asked for the digits first: even the right ones are refused
+        wait_screen(page, "digits")
+        page.keyboard.type(PHONE_E)
+        with page.expect_response(
+            lambda r: r.url.endswith("/v1/payments") and r.request.method == "POST",
+            timeout=CAPTURE_TIMEOUT_MS,
+        ) as locked:
+            page.keyboard.press("Enter")
+        assert locked.value.status == 429, locked.value.text()
+    else:
+        assert first.value.status == 429, first.value.text()
+    wait_screen(page, "too-many")
+    check_layout(page)
+    assert text(page, "h1:visible") == "Too many tries at this terminal — please pay another way"
+    assert page.locator("[data-screen=too-many] button").all_inner_texts() == ["New sale"]
+    shots(page, "checkout-8-too-many-tries")
+    sent = len(api_calls(seen, "/v1/payments"))
+    assert sent <= 2
+    page.click("#too-many-new")
+    wait_screen(page, "amount")
+    assert len(api_calls(seen, "/v1/payments")) == sent, "the checkout retried by itself"
+    with narrow_server.state.db.session(readonly=True) as session:
+        assert session.scalars(select(Payment).where(Payment.amount.in_([707, 808]))).all() == []
+    assert_clean(seen, key, CARD_E_DIGITS)
     browser.close()
