@@ -12,7 +12,21 @@ __all__ = ["main"]
 
 log = logging.getLogger(__name__)
 
+
+def _cmd_eval_open_set(args: argparse.Namespace) -> int:
+    from palmpay.evaluate_open_set import evaluate_open_set, plot_open_set, report_table
+
+    report = evaluate_open_set(args.dataset, roi=args.roi, progress=not args.no_progress,
+                               workers=args.workers, gates=args.quality_gates)
+    if args.plot:
+        plot_open_set(report, args.plot)
+    print(json.dumps(report.as_dict()) if args.json else "\n".join(report_table(report)))
+    return 0
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
+    if args.protocol == "open-set":
+        return _cmd_eval_open_set(args)
     from palmpay.evaluate import evaluate, plot_det
 
     scores = evaluate(args.dataset, roi=args.roi, protocol=args.protocol,
@@ -144,6 +158,36 @@ def _cmd_ledger_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    from palmpay.config import get_settings
+    from palmpay.decision import OperatingPoint
+    from palmpay.embed import PalmEmbedder
+    from palmpay.payments import admin
+
+    settings = get_settings()
+    customers, samples = admin.gallery_size(settings)
+    meta = PalmEmbedder(settings).meta
+    point = OperatingPoint.from_calibration(meta["open_set"], settings.target_fpir,
+                                            settings.max_fnir, settings.n_safe)
+    status = {"customers": customers, **point.describe(samples)}
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    threshold = float(status["threshold"])
+    print(f"enrolled:        {customers} customers, {samples} palm samples")
+    print(f"threshold:       {threshold:.4f} at N = {samples} "
+          f"(target FPIR {settings.target_fpir:g}: at most 1 stranger in "
+          f"{1 / settings.target_fpir:,.0f} charged to anyone)")
+    print(f"expected:        FPIR {float(status['expected_fpir']):.2e}, "
+          f"FNIR {float(status['expected_fnir']):.2%} (calibration)")
+    source = ", set by PALMPAY_N_SAFE" if settings.n_safe is not None else ""
+    print(f"N_safe:          {status['n_safe']:,} samples (FNIR ceiling "
+          f"{settings.max_fnir:.0%}{source})")
+    print("narrowing:       " + ("REQUIRED: payments ask for the last 4 phone digits"
+                                 if status["narrowing_required"] else "not needed"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from palmpay.api.models import ApiKeyScope
 
@@ -161,11 +205,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--roi", choices=["detect", "given"], default="detect",
                    help="detect: find the palm in full-hand photos (default); given: images "
                         "already are palm ROIs (resized to 128x128 grey)")
-    p.add_argument("--protocol", choices=["all-pairs", "sessions"], default="all-pairs",
+    p.add_argument("--protocol", choices=["all-pairs", "sessions", "open-set"],
+                   default="all-pairs",
                    help="all-pairs: every pair of images (default); sessions: s2_* images "
-                        "probe s1_* images")
+                        "probe s1_* images; open-set: the first half of the palms enrolled, "
+                        "the rest strangers, 3-frame presentations decided at the operating "
+                        "point (FPIR, FNIR, mis-identifications)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--plot", metavar="DET.png", help="save the DET curve to this PNG")
+    p.add_argument("--plot", metavar="DET.png",
+                   help="save the DET curve (open-set: FPIR against N) to this PNG")
     p.add_argument("--workers", type=int, default=None, help="threads (default: all cores)")
     p.add_argument("--quality-gates", action="store_true",
                    help="with --roi detect, also apply the live quality gates (sharpness, "
@@ -229,6 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
     q = keys.add_parser("retire", help="drop an old KEK once no record uses it")
     q.add_argument("kek_id")
     q.set_defaults(func=_cmd_keys_retire)
+
+    p = sub.add_parser("status", help="the gallery, its decision threshold and N_safe")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_status)
 
     p = sub.add_parser("ledger", help="ledger tools")
     ledger = p.add_subparsers(dest="ledger_command", required=True)

@@ -100,6 +100,11 @@ def run_demo(host: str = "127.0.0.1", port: int = 8000, serve: bool = True,
                      f"{body['card']['brand']} ••••{body['card']['last4']}  "
                      f"({body['templates']} palm templates)")
 
+            point = app.state.palmpay.palms.operating_point()
+            _say(f"decision threshold {point['threshold']:.4f} for {point['enrolled_samples']} "
+                 f"palm samples (target: at most 1 stranger in "
+                 f"{1 / point['target_fpir']:,.0f} charged to anyone); past N_safe = "
+                 f"{point['n_safe']:,} samples, payments ask for 4 phone digits")
             video = SEEDS_DIR / seeds["checkout_video"]["file"]
             _say(f"checkout terminal replaying {video.name}:")
             names = {enrolled[c["handle"]]: c["name"] for c in seeds["customers"]}
