@@ -19,7 +19,7 @@ def test_migration_matches_models(db_url):
     engine = make_engine(db_url)
     try:
         upgrade(engine)
-        assert current_revision(engine) == "0003_narrowing"
+        assert current_revision(engine) == "0006_audit"
 
         def ours(obj, name, type_, reflected, compare_to):
             table = obj if type_ == "table" else getattr(obj, "table", None)
