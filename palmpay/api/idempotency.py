@@ -10,12 +10,21 @@ API key is handled by :class:`IdempotencyMiddleware` (pure ASGI, inside the body
    relying on ``UNIQUE(api_key_id, key)`` (on SQLite and PostgreSQL alike, the second INSERT
    fails);
 3. the claimant runs the request; its response is stored (state ``done``) when its status is
-   below 500, and sent. A 5xx or an exception deletes the row (the key is released, the client
-   may retry);
+   below 500 and not 429, and sent. A 5xx, a 429 (rate limited or locked out: the request was
+   refused before it ran) or an exception deletes the row (the key is released, the client
+   may retry after ``Retry-After``);
 4. anyone else with the same key gets, by the stored row: the same request hash and ``done`` →
    the stored status and body with ``Idempotent-Replayed: true``; a different request → 409
    ``idempotency_conflict``; ``in_progress`` → polls until it is done (then replays) or until
    ``idempotency_wait_s`` passes (then 409).
+
+Crash safety: the claim records its owner (the API instance's id and pid,
+:mod:`palmpay.payments.instances`). An ``in_progress`` claim whose owner is dead — its lease
+expired, it stopped, or its process is gone from this host — is *recovered* at once instead of
+waited for: the authorisation intents made under it are settled, then the object the request
+committed (linked to the key in the object's own transaction, :mod:`palmpay.api.recovery`) is
+answered, as the original request would have answered, and stored; if nothing committed the
+retry takes the claim over and runs the request again. A retry never waits for the TTL.
 
 Keys live ``idempotency_ttl_hours``; an expired row is replaced on the next claim and
 :func:`purge_expired` deletes the rest (run periodically by the webhook dispatcher thread).
@@ -30,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,7 +56,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from palmpay.api.errors import send_problem
 from palmpay.api.keys import authenticate
 from palmpay.api.models import IdempotencyKey
+from palmpay.api.recovery import render_result
 from palmpay.db import Database, utcnow
+from palmpay.payments import faults
+from palmpay.payments.instances import InstanceRegistry
+from palmpay.payments.intents import CLAIM
 
 __all__ = [
     "HEADER",
@@ -99,6 +113,7 @@ def request_hash(method: str, path: str, content_type: str, body: bytes) -> str:
 @dataclass(frozen=True)
 class Claim:
     """Outcome of one claim attempt: ``claimed`` (row id), ``replay`` (stored response),
+    ``recovered`` (row id; the dead owner committed ``result_type`` ``result_id``),
     ``conflict`` (different request) or ``busy`` (another request is running)."""
 
     outcome: str
@@ -106,22 +121,36 @@ class Claim:
     status: int | None = None
     body: bytes | None = None
     content_type: str | None = None
+    result_type: str | None = None
+    result_id: str | None = None
 
 
 class IdempotencyStore:
-    """Database side of idempotency keys (blocking; the middleware calls it in threads)."""
+    """Database side of idempotency keys (blocking; the middleware calls it in threads).
 
-    def __init__(self, db: Database, ttl: timedelta, clock: Callable[[], datetime] = utcnow):
+    :param instances: this process's registry: the owner recorded on claims and the liveness
+        rule for recovering claims of dead owners (``None``: claims are never recovered).
+    :param settle: ``settle(claim_id)`` settles the authorisation intents made under a claim
+        whose owner died (before its result is looked at).
+    """
+
+    def __init__(self, db: Database, ttl: timedelta, clock: Callable[[], datetime] = utcnow,
+                 instances: InstanceRegistry | None = None,
+                 settle: Callable[[int], object] | None = None):
         self.db = db
         self.ttl = ttl
         self.clock = clock
+        self.instances = instances
+        self.settle = settle
 
     def claim(self, api_key_id: str, key: str, method: str, path: str, digest: str) -> Claim:
+        owner = self.instances.id if self.instances is not None else None
         for _ in range(5):
             now = self.clock()
             row = IdempotencyKey(api_key_id=api_key_id, key=key, method=method, path=path,
                                  request_hash=digest, state="in_progress", created_at=now,
-                                 expires_at=now + self.ttl)
+                                 expires_at=now + self.ttl, owner_id=owner,
+                                 owner_pid=os.getpid())
             try:
                 with self.db.session() as session:
                     session.add(row)
@@ -146,8 +175,35 @@ class IdempotencyStore:
                 return Claim("replay", status=existing.response_status,
                              body=existing.response_body or b"",
                              content_type=existing.response_content_type)
+            if self.instances is not None and not self.instances.alive(existing.owner_id,
+                                                                       existing.created_at):
+                recovered = self._recover(existing)
+                if recovered is not None:
+                    return recovered
+                continue
             return Claim("busy")
         return Claim("busy")
+
+    def _recover(self, stale: IdempotencyKey) -> Claim | None:
+        """A claim whose owner died: its committed result, or the claim taken over (None when
+        another request got there first: look again)."""
+        assert self.instances is not None  # only called with a registry
+        log.warning("Idempotency-Key claim %d: owner %s is dead; recovering", stale.id,
+                    stale.owner_id)
+        if self.settle is not None:
+            self.settle(stale.id)
+        with self.db.session() as session:
+            row = session.get(IdempotencyKey, stale.id, with_for_update=True)
+            if row is None or row.state != "in_progress" or row.owner_id != stale.owner_id:
+                return None
+            if row.result_id is not None and row.result_type is not None:
+                return Claim("recovered", row_id=row.id, result_type=row.result_type,
+                             result_id=row.result_id)
+            row.owner_id = self.instances.id
+            row.owner_pid = os.getpid()
+            row.created_at = self.clock()
+        log.info("Idempotency-Key claim %d: nothing had committed; running it again", stale.id)
+        return Claim("claimed", row_id=stale.id)
 
     def finish(self, row_id: int, status: int, body: bytes, content_type: str | None) -> None:
         with self.db.session() as session:
@@ -157,9 +213,17 @@ class IdempotencyStore:
                     response_content_type=content_type)
             )
 
-    def release(self, row_id: int) -> None:
+    def release(self, row_id: int) -> tuple[str, str] | None:
+        """Delete a failed request's claim, unless it committed an object: then the claim is
+        kept and ``(result_type, result_id)`` returned (the caller stores that result)."""
         with self.db.session() as session:
-            session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == row_id))
+            row = session.get(IdempotencyKey, row_id, with_for_update=True)
+            if row is None:
+                return None
+            if row.result_id is not None and row.result_type is not None:
+                return row.result_type, row.result_id
+            session.delete(row)
+        return None
 
 
 def purge_expired(db: Database, now: datetime | None = None) -> int:
@@ -218,8 +282,11 @@ class IdempotencyMiddleware:
             path += "?" + scope["query_string"].decode("latin-1")
         digest = request_hash("POST", path, headers.get("content-type", ""), body)
         path = path[:_MAX_PATH]  # the column's width; the hash covers the whole path
-        store = IdempotencyStore(state.db, timedelta(hours=state.settings.idempotency_ttl_hours),
-                                 state.clock)
+        service = state.service
+        store = IdempotencyStore(
+            state.db, timedelta(hours=state.settings.idempotency_ttl_hours), state.clock,
+            instances=service.instances,
+            settle=lambda claim_id: service.reconciler().reconcile(claim_id))
 
         claim = await self._claim(store, api_key.id, key, path, digest,
                                   state.settings.idempotency_wait_s)
@@ -232,19 +299,38 @@ class IdempotencyMiddleware:
                                f"a request with this {HEADER} is still being processed; "
                                "retry later")
             return
+        if claim.outcome == "recovered":
+            assert claim.row_id is not None and claim.result_type and claim.result_id
+            claim = await run_in_threadpool(self._store_result, store, state.service,
+                                            claim.row_id, claim.result_type, claim.result_id,
+                                            scope["path"])
         if claim.outcome == "replay":
-            out = claim.body or b""
-            response_headers = [(b"content-length", str(len(out)).encode()),
-                                (REPLAYED_HEADER.lower().encode(), b"true")]
-            if claim.content_type:
-                response_headers.append((b"content-type", claim.content_type.encode()))
-            await send({"type": "http.response.start", "status": claim.status,
-                        "headers": response_headers})
-            await send({"type": "http.response.body", "body": out})
+            await self._replay(send, claim)
             return
 
         assert claim.row_id is not None  # a claimed key has its row
         await self._execute(scope, receive, send, store, claim.row_id, body)
+
+    @staticmethod
+    def _store_result(store: IdempotencyStore, service: Any, row_id: int, result_type: str,
+                      result_id: str, path: str) -> Claim:
+        """Render a committed result, store it as the key's response; a replay of it."""
+        status, out, content_type = render_result(service, result_type, result_id, path)
+        store.finish(row_id, status, out, content_type)
+        log.warning("Idempotency-Key claim %d answered with the committed %s %s", row_id,
+                    result_type, result_id)
+        return Claim("replay", status=status, body=out, content_type=content_type)
+
+    @staticmethod
+    async def _replay(send: Send, claim: Claim) -> None:
+        out = claim.body or b""
+        response_headers = [(b"content-length", str(len(out)).encode()),
+                            (REPLAYED_HEADER.lower().encode(), b"true")]
+        if claim.content_type:
+            response_headers.append((b"content-type", claim.content_type.encode()))
+        await send({"type": "http.response.start", "status": claim.status,
+                    "headers": response_headers})
+        await send({"type": "http.response.body", "body": out})
 
     async def _claim(self, store: IdempotencyStore, api_key_id: str, key: str, path: str,
                      digest: str, wait_s: float) -> Claim:
@@ -273,21 +359,35 @@ class IdempotencyMiddleware:
         async def capture(message: Message) -> None:
             messages.append(message)
 
+        state = scope["app"].state.palmpay
+        token = CLAIM.set(row_id)  # links what the request creates to the key
         try:
             await self.app(scope, replay_receive, capture)
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await run_in_threadpool(store.release, row_id)
+                await run_in_threadpool(self._release, store, state.service, row_id,
+                                        scope["path"])
             raise
+        finally:
+            CLAIM.reset(token)
         start = next((m for m in messages if m["type"] == "http.response.start"), None)
         status = start["status"] if start else 500
-        if status >= 500 or start is None:
-            await run_in_threadpool(store.release, row_id)
+        if status >= 500 or status == 429 or start is None:  # 429: refused, not executed
+            await run_in_threadpool(self._release, store, state.service, row_id, scope["path"])
         else:
             content = b"".join(m.get("body", b"") for m in messages
                                if m["type"] == "http.response.body")
             content_type = Headers(raw=start["headers"]).get("content-type")
             await run_in_threadpool(store.finish, row_id, status,
                                     _without_secret(content, content_type), content_type)
+            faults.reached("idempotency.after_store")
         for message in messages:
             await send(message)
+
+    @classmethod
+    def _release(cls, store: IdempotencyStore, service: Any, row_id: int, path: str) -> None:
+        """A failed request: release its key, or, when it committed an object before failing,
+        store that object as the key's response (a retry must not create a second one)."""
+        kept = store.release(row_id)
+        if kept is not None:
+            cls._store_result(store, service, row_id, *kept, path)
