@@ -12,7 +12,10 @@ Backends
         "refund at most what is left" safe between threads and processes — a second writer waits
         (up to the busy timeout) instead of failing or reading stale data. Read-only sessions
         (``Database.session(readonly=True)``) start with a plain deferred ``BEGIN`` and read a
-        WAL snapshot without blocking.
+        WAL snapshot without blocking. The file holds card envelopes and palm templates: its
+        folder is created 0700 and the file itself 0600 before SQLite opens it (SQLite gives
+        the ``-wal`` and ``-shm`` files the database file's mode); an existing file that group
+        or others may access is tightened to 0600, with a warning (:func:`private_sqlite_file`).
     ``postgresql+psycopg://user@host/db``
         psycopg 3 (``postgresql://`` URLs are mapped to it). Row locks (``SELECT ... FOR
         UPDATE``) serialise concurrent changes of one row; READ COMMITTED isolation.
@@ -20,7 +23,9 @@ Backends
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import secrets
 import string
 from collections.abc import Iterable, Iterator
@@ -48,6 +53,7 @@ __all__ = [
     "utcnow",
     "make_engine",
     "normalise_url",
+    "private_sqlite_file",
     "upgrade",
     "open_database",
     "current_revision",
@@ -136,11 +142,33 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def private_sqlite_file(path: Path) -> None:
+    """Make sure the SQLite database at ``path`` is private to this user before SQLite opens
+    it: a missing folder is created 0700, a missing file 0600 (empty: a valid empty database),
+    and an existing file, ``-wal`` or ``-shm`` that group or others may access is chmod 0600."""
+    folder = path.parent
+    if not folder.exists():
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(folder, 0o700)  # mkdir's mode is filtered by the umask
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            mode = file.stat().st_mode & 0o777
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            log.warning("SQLite file %s was accessible by group/others (mode %o): now 0600",
+                        file, mode)
+            os.chmod(file, 0o600)
+
+
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """An engine for ``url`` with PalmPay's connection settings (see the module docstring).
 
-    For a SQLite file the parent folder is created if missing. ``sqlite://`` (in memory) uses a
-    single shared connection so that every session sees the same database.
+    For a SQLite file the file and its folder are made private (:func:`private_sqlite_file`).
+    ``sqlite://`` (in memory) uses a single shared connection so that every session sees the
+    same database.
     """
     url = normalise_url(url)
     parsed = make_url(url)
@@ -149,7 +177,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 
     in_memory = parsed.database in (None, "", ":memory:")
     if not in_memory and parsed.database:
-        Path(parsed.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite_file(Path(parsed.database).expanduser().resolve())
     engine = create_engine(
         url,
         echo=echo,

@@ -19,6 +19,13 @@ de-duplicate on the event ``id`` (also sent as ``PalmPay-Event-Id``).
 Several server processes may share a database: a delivery is leased (its ``next_attempt_at`` is
 pushed forward with a conditional UPDATE) before it is sent, so two dispatchers do not send the
 same attempt.
+
+Targets (:mod:`palmpay.api.egress`): an endpoint whose host is, or resolves to, a loopback,
+private, link-local, multicast, unspecified or reserved address is refused at registration
+(422 ``webhook_url_refused``) and, since DNS answers change, again before every delivery (a
+failed attempt, ``last_error`` says why); a delivery connects to the address it checked and
+follows no redirect. ``PALMPAY_WEBHOOK_ALLOW_PRIVATE=true`` lifts the address checks (local
+development, tests with a receiver on 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -38,9 +45,11 @@ import httpx
 from pydantic import Field
 from sqlalchemy import CursorResult, select, update
 
+from palmpay.api.egress import Resolver, TargetRefused, resolve_target, system_resolver
 from palmpay.api.models import Event, WebhookDelivery, WebhookEndpoint
 from palmpay.config import Settings
 from palmpay.db import Database, new_id, utcnow
+from palmpay.payments.errors import PaymentError
 from palmpay.payments.views import Unix, View
 
 __all__ = [
@@ -131,8 +140,17 @@ class WebhookEndpointView(View):
         None, repr=False, description="Signing secret; only in the creation response.")
 
 
-def create_endpoint(db: Database, url: str) -> WebhookEndpointView:
-    """Register an endpoint; the returned view carries its signing secret (shown once)."""
+def create_endpoint(db: Database, url: str, *, allow_private: bool = False,
+                    resolver: Resolver = system_resolver) -> WebhookEndpointView:
+    """Register an endpoint; the returned view carries its signing secret (shown once).
+
+    Raises ``webhook_url_refused`` (naming the field ``url``) unless every address its host
+    resolves to is public, or ``allow_private``."""
+    try:
+        resolve_target(url, allow_private=allow_private, resolver=resolver)
+    except TargetRefused as exc:
+        raise PaymentError("webhook_url_refused", f"url: {exc.reason}",
+                           extra={"field": "url"}) from None
     secret = "whsec_" + secrets.token_urlsafe(24)
     row = WebhookEndpoint(id=new_id("we"), url=url, secret=secret, enabled=True,
                           created_at=utcnow())
@@ -172,7 +190,8 @@ def record_event(db: Database, event_type: str, obj: dict[str, Any],
 
 class WebhookDispatcher:
     """Background thread sending due webhook deliveries (also usable step by step:
-    :meth:`run_once`). ``clock`` returns the current UTC time (tests inject it)."""
+    :meth:`run_once`). ``clock`` returns the current UTC time and ``resolver`` resolves host
+    names (:data:`palmpay.api.egress.Resolver`; tests inject both)."""
 
     def __init__(
         self,
@@ -182,10 +201,12 @@ class WebhookDispatcher:
         clock: Callable[[], datetime] = utcnow,
         maintenance: Callable[[], object] | None = None,
         maintenance_every_s: float = 300.0,
+        resolver: Resolver = system_resolver,
     ) -> None:
         self.db = db
         self.settings = settings
         self.clock = clock
+        self.resolver = resolver
         self._client = client or httpx.Client(
             timeout=settings.webhook_timeout_s, follow_redirects=False,
             headers={"User-Agent": _USER_AGENT},
@@ -285,17 +306,24 @@ class WebhookDispatcher:
                                 .values(state="failed", last_error="endpoint disabled"))
             return
         try:
+            # Checked again at every attempt (DNS rebinding); the request goes to that address.
+            target = resolve_target(endpoint.url, resolver=self.resolver,
+                                    allow_private=self.settings.webhook_allow_private)
             response = self._client.post(
-                endpoint.url,
+                target.pinned_url,
                 content=body,
                 headers={
+                    "Host": target.host_header,
                     "Content-Type": "application/json",
                     SIGNATURE_HEADER: sign(endpoint.secret, self.clock().timestamp(), body),
                     "PalmPay-Event-Id": event.id,
                 },
+                extensions=target.extensions,
             )
             if not 200 <= response.status_code < 300:
                 error = f"HTTP {response.status_code}"
+        except TargetRefused as exc:
+            error = f"refused: {exc.reason}"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}"
         now = self.clock()

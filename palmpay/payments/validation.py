@@ -2,11 +2,21 @@
 palm templates. Each returns the normalised value or raises
 :class:`~palmpay.payments.errors.PaymentError` with a request-value code (``invalid_amount``,
 ``amount_too_large``, ``invalid_currency``, ``invalid_request``, ``invalid_template``).
+
+Text: :func:`text_problem` is the one rule for every string the service or the API takes from a
+caller (names, card holder names, API key names, webhook URLs, ids in paths, form fields). It
+refuses control characters (Unicode category ``Cc``, NUL included: PostgreSQL cannot store NUL
+in ``text`` and a newline in a name forges log lines), lone surrogates (``Cs``: they cannot be
+encoded as UTF-8 by either database) and the line and paragraph separators U+2028/U+2029
+(``Zl``, ``Zp``). Where a value is required to be a *name*, a value made only of white space,
+separators and invisible format characters (``Zs``, ``Cf``, ``str.isspace``) is refused too.
+Problems name the field and never quote the value.
 """
 
 from __future__ import annotations
 
 import operator
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +38,8 @@ __all__ = [
     "check_phone_last4",
     "check_templates",
     "check_terminal",
+    "check_text",
+    "text_problem",
 ]
 
 #: Accepted ISO 4217 currencies (lowercase). Amounts are always in the currency's minor unit
@@ -93,11 +105,50 @@ def check_terminal(terminal: Any) -> str | None:
     return terminal
 
 
-def check_name(name: Any) -> str:
-    """The stripped customer name, 1 to :data:`MAX_NAME` characters."""
-    if not isinstance(name, str) or not name.strip() or len(name.strip()) > MAX_NAME:
-        raise PaymentError("invalid_request", f"name must be 1 to {MAX_NAME} characters")
-    return name.strip()
+#: Unicode categories no caller-given string may contain (see the module docstring).
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+#: Categories that do not make a name visible on their own.
+_BLANK_CATEGORIES = frozenset({"Zs", "Cf"})
+
+
+def text_problem(value: str, *, name: bool = False) -> str | None:
+    """Why ``value`` is refused, in words that never quote it, or None when it is acceptable.
+
+    ``name=True`` also refuses a value with no visible character (empty, or only white space,
+    ``Zs`` separators and ``Cf`` format characters such as U+200B)."""
+    for char in value:
+        category = unicodedata.category(char)
+        if category in _REFUSED_CATEGORIES:
+            what = {"Cs": "an unpaired surrogate", "Zl": "a line separator",
+                    "Zp": "a paragraph separator"}.get(category, "a control character")
+            return f"must not contain {what} (U+{ord(char):04X})"
+    if name and all(c.isspace() or unicodedata.category(c) in _BLANK_CATEGORIES for c in value):
+        return "must not be blank"
+    return None
+
+
+def check_text(value: Any, field: str, *, max_len: int, name: bool = False) -> str:
+    """``value`` stripped of surrounding white space, checked by :func:`text_problem` and at
+    most ``max_len`` characters; else ``invalid_request`` naming ``field`` (never the value)."""
+    if not isinstance(value, str):
+        raise PaymentError("invalid_request", f"{field} must be a string", extra={"field": field})
+    problem = text_problem(value, name=name)
+    if problem is not None:
+        raise PaymentError("invalid_request", f"{field} {problem}", extra={"field": field})
+    value = value.strip()
+    if len(value) > max_len:
+        raise PaymentError("invalid_request", f"{field} must be at most {max_len} characters",
+                           extra={"field": field})
+    return value
+
+
+def check_name(name: Any, field: str = "name") -> str:
+    """The stripped customer name, 1 to :data:`MAX_NAME` characters with a visible one, free of
+    control characters (:func:`text_problem`)."""
+    if isinstance(name, str) and not name.strip():
+        raise PaymentError("invalid_request", f"{field} must be 1 to {MAX_NAME} characters",
+                           extra={"field": field})
+    return check_text(name, field, max_len=MAX_NAME, name=True)
 
 
 def check_templates(templates: Sequence[Template]) -> list[Template]:
