@@ -115,11 +115,44 @@ def _cmd_terminals_create(args: argparse.Namespace) -> int:
 
     db = open_database(get_settings().resolved_database_url())
     try:
-        view, secret = create_api_key(db, args.name, args.scope)
+        view, secret = create_api_key(db, args.name, args.scope, args.merchant)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     finally:
         db.dispose()
-    print(f"{view.scope} key {view.id} ({view.name}); the secret is shown once:")
+    print(f"{view.scope} key {view.id} ({view.name}) of merchant {view.merchant}; "
+          "the secret is shown once:")
     print(secret)
+    return 0
+
+
+def _cmd_merchants_create(args: argparse.Namespace) -> int:
+    from palmpay.config import get_settings
+    from palmpay.db import open_database
+    from palmpay.payments.merchants import create_merchant
+
+    db = open_database(get_settings().resolved_database_url())
+    try:
+        merchant = create_merchant(db, args.name)
+    finally:
+        db.dispose()
+    print(f"merchant {merchant.id} ({merchant.name}); give it keys with "
+          f"`palmpay terminals create --merchant {merchant.id}`")
+    return 0
+
+
+def _cmd_merchants_list(args: argparse.Namespace) -> int:
+    from palmpay.config import get_settings
+    from palmpay.db import open_database
+    from palmpay.payments.merchants import list_merchants
+
+    db = open_database(get_settings().resolved_database_url())
+    try:
+        for merchant in list_merchants(db):
+            print(f"{merchant.id}  {merchant.name}")
+    finally:
+        db.dispose()
     return 0
 
 
@@ -143,6 +176,30 @@ def _cmd_keys_retire(args: argparse.Namespace) -> int:
 
     admin.retire_key(get_settings(), args.kek_id)
     print(f"retired KEK {args.kek_id}")
+    return 0
+
+
+def _cmd_keys_renew_templates(args: argparse.Namespace) -> int:
+    from palmpay.config import get_settings
+    from palmpay.payments import admin
+
+    key_id, count = admin.renew_templates(get_settings(), new_key=not args.renew_only)
+    print(f"template key {key_id} active; renewed {count} palm templates (no re-enrolment)")
+    return 0
+
+
+def _cmd_retention_apply(args: argparse.Namespace) -> int:
+    from palmpay.config import get_settings
+    from palmpay.payments import admin
+
+    settings = get_settings()
+    report = admin.retention(settings, dry_run=args.dry_run)
+    verb = "would delete" if report.dry_run else "deleted"
+    print(f"retention {settings.retention_months} months (inactive since before "
+          f"{report.cutoff:%Y-%m-%d}): {verb} the palm templates of {len(report.customers)} "
+          f"customers ({report.templates_deleted} templates)")
+    for customer_id in report.customers:
+        print(f"  {customer_id}")
     return 0
 
 
@@ -190,6 +247,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from palmpay.api.models import ApiKeyScope
+    from palmpay.payments.merchants import DEFAULT_MERCHANT_ID
 
     parser = argparse.ArgumentParser(
         prog="palmpay", description="Open-source pay-by-palm on a commodity RGB camera.")
@@ -263,7 +321,19 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--name", required=True, help="e.g. 'lane 3'")
     q.add_argument("--scope", choices=list(ApiKeyScope), default="terminal",
                    help="terminal: take payments; kiosk: enroll/unenroll; admin: everything")
+    q.add_argument("--merchant", default=DEFAULT_MERCHANT_ID,
+                   help="the merchant whose customers and payments the key sees (default "
+                        f"{DEFAULT_MERCHANT_ID}; `palmpay merchants create` makes another)")
     q.set_defaults(func=_cmd_terminals_create)
+
+    p = sub.add_parser("merchants", help="merchants (tenants): each sees only its own "
+                                         "customers and payments")
+    merchants = p.add_subparsers(dest="merchants_command", required=True)
+    q = merchants.add_parser("create", help="create a merchant; prints its id")
+    q.add_argument("name", help="display name, e.g. 'Corner Shop'")
+    q.set_defaults(func=_cmd_merchants_create)
+    q = merchants.add_parser("list", help="every merchant")
+    q.set_defaults(func=_cmd_merchants_list)
 
     p = sub.add_parser("keys", help="card-vault key management")
     keys = p.add_subparsers(dest="keys_command", required=True)
@@ -274,13 +344,27 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--rewrap-only", action="store_true",
                    help="only re-wrap records not yet under the active KEK (resumable)")
     q.set_defaults(func=_cmd_keys_rotate)
-    q = keys.add_parser("retire", help="drop an old KEK once no record uses it")
+    q = keys.add_parser("renew-templates", help="new template key; renew every palm template",
+                        description="Add a new cancelable-template key to the keyring file and "
+                                    "move every stored palm template under it (no "
+                                    "re-enrolment); restart servers afterwards.")
+    q.add_argument("--renew-only", action="store_true",
+                   help="only renew templates not yet under the active key (resumable)")
+    q.set_defaults(func=_cmd_keys_renew_templates)
+    q = keys.add_parser("retire", help="drop an old KEK (or tfk_ template key) once unused")
     q.add_argument("kek_id")
     q.set_defaults(func=_cmd_keys_retire)
 
     p = sub.add_parser("status", help="the gallery, its decision threshold and N_safe")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_status)
+
+    p = sub.add_parser("retention", help="biometric retention policy")
+    retention = p.add_subparsers(dest="retention_command", required=True)
+    q = retention.add_parser("apply", help="delete the palm templates of inactive customers "
+                             "(PALMPAY_RETENTION_MONTHS)")
+    q.add_argument("--dry-run", action="store_true", help="list them, delete nothing")
+    q.set_defaults(func=_cmd_retention_apply)
 
     p = sub.add_parser("ledger", help="ledger tools")
     ledger = p.add_subparsers(dest="ledger_command", required=True)

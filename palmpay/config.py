@@ -12,7 +12,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from palmpay import assets
@@ -80,6 +80,62 @@ class Settings(BaseSettings):
         300.0, gt=0, description="How long a terminal is locked out after too many wrong tries."
     )
 
+    # Abuse controls (palmpay/api/ratelimit.py, palmpay/api/narrowing.py). Counters live in the
+    # database, so every API process shares them. Rates are `limits` strings: "60/minute",
+    # "10/second", "1000/hour" (a fixed window that starts at the first hit).
+    rate_limit_requests: str = Field(
+        "600/minute", description="Requests one API key may make (any route; the kiosk's "
+        "capture helper polls ~3 frames a second while a palm is shown)."
+    )
+    rate_limit_payments: str = Field(
+        "60/minute", description="POST /v1/payments one terminal key may make."
+    )
+    rate_limit_customers: str = Field(
+        "60/minute", description="Customer enrollments, reads, unenrollments and deletions one "
+        "API key may make."
+    )
+    unrecognised_max_failures: int = Field(
+        10, ge=1, description="Unrecognised presentations (palm not recognised, narrowed or "
+        "not) one terminal may send in a row before it is locked out."
+    )
+    unrecognised_lockout_s: float = Field(
+        300.0, gt=0, description="How long a terminal is locked out after too many "
+        "unrecognised presentations."
+    )
+    unenroll_max_failures: int = Field(
+        5, ge=1, description="Failed unenroll proofs (palm or card digits not matching) one "
+        "kiosk key may send in a row before it is locked out."
+    )
+    unenroll_lockout_s: float = Field(
+        900.0, gt=0, description="How long a kiosk is locked out of unenrolling after too many "
+        "failed proofs."
+    )
+    bad_key_max_failures: int = Field(
+        10, ge=1, description="Unknown or revoked API keys one client address may send (within "
+        "bad_key_window_s) before its requests answer 429 for a while."
+    )
+    bad_key_backoff_s: float = Field(
+        2.0, gt=0, description="First back-off after bad_key_max_failures unknown keys; doubles "
+        "every further time (up to bad_key_backoff_max_s)."
+    )
+    bad_key_backoff_max_s: float = Field(
+        900.0, gt=0, description="Longest back-off of one client address for unknown keys."
+    )
+    bad_key_window_s: float = Field(
+        600.0, gt=0, description="Window in which unknown keys from one address are counted."
+    )
+
+    @field_validator("rate_limit_requests", "rate_limit_payments", "rate_limit_customers")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValueError(f"not a rate like '60/minute': {value!r}") from exc
+        return value
+
     # Per-frame quality gates (capture). Higher min values are stricter.
     min_sharpness: float = Field(
         10.0,
@@ -99,6 +155,21 @@ class Settings(BaseSettings):
     )
     presentation_gap: int = Field(
         5, ge=1, description="Frames without a good palm that end a presentation."
+    )
+    liveness: str = Field(
+        "report",
+        pattern="^(off|report|enforce)$",
+        description="Presentation-attack check of POST /v1/payments (palmpay/liveness.py) on "
+        "the good frames, when there are at least 2: off; report (log it and return it in the "
+        "`PalmPay-Liveness` response header); enforce (an attack answers 422 "
+        "presentation_attack). Default report: its bona fide false rejects on coep-dev's real "
+        "stills are not ~0 (docs/security/liveness.md).",
+    )
+    liveness_require_articulation: bool = Field(
+        False,
+        description="Count a presentation whose landmarks moved only as a plane would (no "
+        "finger articulation: a flat print moved rigidly, or a real hand held very still) as "
+        "an attack rather than unsure. Catches rigid prints; refuses most still-held hands.",
     )
 
     # Storage (palmpay/db.py). Relative paths are relative to the working directory.
@@ -131,6 +202,18 @@ class Settings(BaseSettings):
         500, ge=1, description="Records re-wrapped per transaction by key rotation."
     )
 
+    # Biometric retention (palmpay/payments/retention.py).
+    retention_months: int = Field(
+        36, ge=1, le=1200,
+        description="Palm templates of a customer inactive for this many months (no successful "
+        "payment and no enrollment since) are deleted by `palmpay retention apply`; the customer "
+        "can then no longer pay by palm until enrolled again.",
+    )
+    retention_on_start: bool = Field(
+        False, description="Also apply the retention policy when the API starts (before the "
+        "palm index is built)."
+    )
+
     # Payments (palmpay/payments/).
     max_payment_amount: int = Field(
         99_999_999,
@@ -144,6 +227,26 @@ class Settings(BaseSettings):
         description="SimulatedAcquirer: per-card limit in minor units (0 = none). Compared "
         "with the card's outstanding total (held + captured - refunded) plus the new "
         "authorisation; above it the acquirer declines insufficient_funds.",
+    )
+    sim_acquirer_journal: Path | None = Field(
+        None,
+        description="SimulatedAcquirer: an SQLite file holding its authorisations, so that they "
+        "survive a restart and start-up reconciliation can look them up by payment id (as a "
+        "real acquirer would). None: in memory only (a new process starts empty).",
+    )
+    instance_lease_s: float = Field(
+        30.0,
+        gt=0,
+        description="Crash recovery: every API process renews a lease this long (heartbeat "
+        "every third of it). An Idempotency-Key claim or authorisation intent whose owner's "
+        "lease has expired (or whose owner process is gone on this host) is recovered: the "
+        "committed result is answered, or the request runs again.",
+    )
+    fault_point: str | None = Field(
+        None,
+        description="Testing only: the name of a commit point (palmpay.payments.faults.POINTS) "
+        "where the process kills itself (os._exit(137)), to test crash recovery. Never set "
+        "in production.",
     )
 
     # HTTP API (palmpay/api/).
@@ -162,7 +265,30 @@ class Settings(BaseSettings):
         10, ge=1, description="Most images (enrollment photos or checkout frames) per request."
     )
     max_image_pixels: int = Field(
-        4096 * 4096, ge=256, description="Largest decoded image (width x height) accepted."
+        3840 * 2160,
+        ge=256,
+        description="Largest image (width x height, read from its header before decoding) "
+        "accepted; a progressive or multi-scan JPEG counts twice (palmpay/api/decode.py). "
+        "Default: one 4K UHD frame (about 25 MB decoded).",
+    )
+    max_request_pixels: int = Field(
+        3840 * 2160,
+        ge=256,
+        description="Most pixels all the images of one request may hold together (counted "
+        "like max_image_pixels, checked before any is decoded): bounds what one request keeps "
+        "in memory (3 bytes a pixel). Default: one 4K frame, or 27 frames of 640x480.",
+    )
+    decode_workers: int = Field(
+        2,
+        ge=1,
+        description="Requests that may hold decoded images at the same time in one server "
+        "process; others wait for a slot. Peak image memory is about decode_workers x "
+        "6 bytes x max_request_pixels.",
+    )
+    decode_wait_s: float = Field(
+        30.0,
+        gt=0,
+        description="How long a request waits for a decode slot before 503 server_busy.",
     )
     idempotency_ttl_hours: float = Field(
         24.0, gt=0, description="How long an Idempotency-Key and its stored response are kept."
@@ -182,6 +308,13 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(5.0, gt=0, description="HTTP timeout of one delivery.")
     webhook_poll_s: float = Field(
         1.0, gt=0, description="How often the webhook dispatcher looks for due deliveries."
+    )
+    webhook_allow_private: bool = Field(
+        False,
+        description="DEVELOPMENT ONLY: let webhook endpoints point at loopback, private, "
+        "link-local and other non-public addresses. Off, such a URL is refused at registration "
+        "(422 webhook_url_refused) and every delivery re-resolves the host and is refused if "
+        "any address it resolves to is not public (DNS rebinding).",
     )
 
     def resolved_database_url(self) -> str:

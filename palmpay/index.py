@@ -56,6 +56,9 @@ class PalmIndex:
 
     ``dim``, ``code_bytes`` and ``max_shift`` must match the embedder (``PalmEmbedder.dim``,
     ``.code_bytes``, ``.max_shift``: the shift search range the threshold was calibrated with).
+    ``code_mask``: the secret mask of cancelable templates (:mod:`palmpay.payments.cancelable`):
+    the codes added are ``code ⊕ code_mask``, probes stay in clear and every score is the clear
+    one. It is never saved (:meth:`load` takes it again).
     """
 
     def __init__(
@@ -64,7 +67,9 @@ class PalmIndex:
         code_bytes: int,
         factory: str = DEFAULT_FACTORY,
         max_shift: int = DEFAULT_MAX_SHIFT,
+        code_mask: np.ndarray | None = None,
     ) -> None:
+        self.code_mask = code_mask
         self.dim = dim
         self.code_bytes = code_bytes
         self.factory = factory
@@ -153,7 +158,7 @@ class PalmIndex:
         if not rows:
             return np.zeros((len(probe), 0), np.float32)
         gallery = np.stack([self._codes[i] for i in rows])
-        scores = code_scores(probe, gallery, max_shift=self.max_shift)
+        scores = code_scores(probe, gallery, max_shift=self.max_shift, mask=self.code_mask)
         return np.stack([scores[:, a:b].max(axis=1) for a, b in pairwise(bounds)], axis=1)
 
     def search(self, vector: np.ndarray, code: np.ndarray, k: int = 50) -> list[Match]:
@@ -191,11 +196,12 @@ class PalmIndex:
         (folder / _META).write_text(json.dumps(meta))
 
     @classmethod
-    def load(cls, folder: str | Path) -> PalmIndex:
-        """Read an index written by :meth:`save`."""
+    def load(cls, folder: str | Path, code_mask: np.ndarray | None = None) -> PalmIndex:
+        """Read an index written by :meth:`save` (with the ``code_mask`` it was built with)."""
         folder = Path(folder)
         meta = json.loads((folder / _META).read_text())
-        index = cls(meta["dim"], meta["code_bytes"], meta["factory"], meta["max_shift"])
+        index = cls(meta["dim"], meta["code_bytes"], meta["factory"], meta["max_shift"],
+                    code_mask)
         index._faiss = faiss.read_index(str(folder / _FAISS))
         index._next_id = meta["next_id"]
         codes = np.load(folder / _CODES)

@@ -73,6 +73,7 @@ def _popcount_scores(
     gallery_codes: np.ndarray,
     max_shift: int,
     grid: tuple[int, int] | None,
+    mask: np.ndarray | None = None,
 ) -> np.ndarray:
     probe = _unpack_bits(probe_codes, grid)
     gallery = _unpack_bits(gallery_codes, grid)
@@ -81,12 +82,16 @@ def _popcount_scores(
     ch, cw = h - 2 * s, w - 2 * s
     n_bits = ch * cw * k
     centres = _row_words(probe[:, s : s + ch, s : s + cw])  # (P, ch, words)
+    mask_bits = None if mask is None else _unpack_bits(mask.reshape(1, -1), grid)
     best = np.full((len(probe), len(gallery)), n_bits, np.int64)
     for dx in range(2 * s + 1):
         columns = _row_words(gallery[:, :, dx : dx + cw])  # (G, h, words)
+        mask_columns = None if mask_bits is None else _row_words(mask_bits[:, :, dx : dx + cw])
         for dy in range(2 * s + 1):
             window = columns[:, dy : dy + ch]
             for row, centre in enumerate(centres):
+                if mask_columns is not None:  # the probe as the masked gallery sees it here
+                    centre = centre ^ mask_columns[0, dy : dy + ch]
                 distance = np.bitwise_count(window ^ centre).sum(axis=(1, 2), dtype=np.int64)
                 np.minimum(best[row], distance, out=best[row])
     return (1.0 - best / n_bits).astype(np.float32)
@@ -99,6 +104,7 @@ def code_scores(
     *,
     grid: tuple[int, int] | None = None,
     chunk: int = 2048,
+    mask: np.ndarray | None = None,
 ) -> np.ndarray:
     """Shift-tolerant code similarity of every probe against every gallery code.
 
@@ -113,6 +119,10 @@ def code_scores(
     :param grid: code grid (H, W); defaults to square.
     :param chunk: gallery (and probe) rows handled per block; bounds memory at about
         ``chunk² · 4`` bytes plus ``chunk · H · W · 24`` bytes for the unpacked codes.
+    :param mask: (B,) uint8, when the gallery codes are stored XOR-masked (cancelable templates,
+        :mod:`palmpay.payments.cancelable`): gallery row = ``C ⊕ mask``, probes in clear. For
+        each shift the probe's centre is XORed with the mask's window at that shift, so the
+        scores are exactly those of ``code_scores(probes, C)``.
     :returns: (P, G) float32 in [0, 1]: 1 − (Hamming distance / compared bits), max over shifts.
         1 = identical; unrelated palms score ≈ 0.5.
 
@@ -141,8 +151,12 @@ def code_scores(
     out = np.empty((n_probe, n_gallery), np.float32)
     if n_probe == 0 or n_gallery == 0:
         return out
+    if mask is not None:
+        mask = np.asarray(mask, dtype=np.uint8).reshape(-1)
+        if mask.size != probe_codes.shape[1]:
+            raise ValueError(f"mask has {mask.size} bytes, codes {probe_codes.shape[1]}")
     if n_probe <= POPCOUNT_MAX_PROBES:
-        return _popcount_scores(probe_codes, gallery_codes, max_shift, grid)
+        return _popcount_scores(probe_codes, gallery_codes, max_shift, grid, mask)
     probe_pm = unpack_codes(probe_codes, grid)
     _, h, w, k = probe_pm.shape
     s = _check_shift(max_shift, h, w)
@@ -150,6 +164,9 @@ def code_scores(
     n_bits = ch * cw * k
     centre = np.ascontiguousarray(probe_pm[:, s : s + ch, s : s + cw]).reshape(n_probe, n_bits)
     del probe_pm
+    # In ±1 form a XOR is a negated product: ±(a ⊕ m) = −ã·m̃. So the masked gallery is −c̃·m̃,
+    # and the probe multiplied by −m̃ gives (−p̃·m̃)·(−c̃·m̃) = p̃·c̃ since m̃² = 1.
+    mask_pm = None if mask is None else -unpack_codes(mask.reshape(1, -1), grid)[0]
     for g0 in range(0, n_gallery, chunk):
         gallery_pm = unpack_codes(gallery_codes[g0 : g0 + chunk], grid)
         n_g = len(gallery_pm)
@@ -159,10 +176,16 @@ def code_scores(
             block = centre[p0 : p0 + chunk]
             best = np.full((len(block), n_g), -np.inf, np.float32)
             dot = np.empty_like(best)
+            masked = None if mask_pm is None else np.empty_like(block)
             for dy in range(2 * s + 1):
                 for dx in range(2 * s + 1):
                     np.copyto(window, gallery_pm[:, dy : dy + ch, dx : dx + cw])
-                    np.matmul(block, flat.T, out=dot)
+                    if mask_pm is None or masked is None:
+                        np.matmul(block, flat.T, out=dot)
+                    else:
+                        np.multiply(block, mask_pm[dy : dy + ch, dx : dx + cw].reshape(n_bits),
+                                    out=masked)
+                        np.matmul(masked, flat.T, out=dot)
                     np.maximum(best, dot, out=best)
             out[p0 : p0 + len(block), g0 : g0 + n_g] = (best + n_bits) / (2.0 * n_bits)
     np.clip(out, 0.0, 1.0, out=out)

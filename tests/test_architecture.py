@@ -17,8 +17,9 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "palmpay"
 
 #: Stages in data-flow order; a stage may import only stages at or before its own position.
-STAGES = ["capture", "dataset", "quality", "roi", "embed", "match", "index", "decision", "pipeline",
-          "recognizer", "evaluate", "evaluate_open_set", "payments", "api", "demo", "cli"]
+STAGES = ["capture", "dataset", "quality", "roi", "embed", "match", "index", "decision",
+          "liveness", "pipeline", "recognizer", "evaluate", "evaluate_open_set", "payments",
+          "api", "demo", "cli"]
 #: Used by any stage: settings, bundled files, ONNX sessions, storage, metrics and the pure
 #: open-set maths (tail model, score-matrix functions), the package root.
 FOUNDATIONS = {"config", "assets", "ortsession", "db", "metrics", "tail", "openset",

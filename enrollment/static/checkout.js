@@ -6,7 +6,13 @@
 // the same frames go again, with the digits and a new Idempotency-Key (a new request, not a
 // resend). Repeated wrong digits at this terminal answer 429 too_many_attempts: the shopper is
 // asked to pay another way, and nothing is retried. The frames and the digits stay in memory
-// only until that request is sent (or the screen is left); nothing is stored or logged.
+// only until that request is answered (or the sale ends); nothing is stored or logged.
+//
+// One Idempotency-Key per sale, not per try: while the outcome of a payment request is unknown
+// (the connection failed, the server answered 5xx, or is still busy with it), every resend —
+// automatic, or "Try again" on the error screen — sends the same frames with the same key, so a
+// payment that did go through is answered instead of charged twice. Only a definitive answer
+// (approved, declined, not recognised, 428 …) ends the attempt; a new sale starts afresh.
 
 import {
   ApiError, api, bootKiosk, setText, showKeyRejected, showScreen, sleep, updateMeter,
@@ -44,6 +50,7 @@ const state = {
   abort: null,
   resetTimer: null,
   pending: null, // {frames}: the frames waiting for the phone digits
+  attempt: null, // {key, frames, phoneLast4}: a payment request whose outcome is unknown
   digitsTimer: null,
 };
 
@@ -75,6 +82,7 @@ function newSale() {
   clearPending();
   clearTimeout(state.resetTimer);
   state.sale = null;
+  state.attempt = null;
   if (window.location.search) history.replaceState(null, "", window.location.pathname);
   $("amount-form").reset();
   setText("amount-error", "");
@@ -152,9 +160,11 @@ async function submitPayment(frames, phoneLast4) {
   body.append("currency", currency);
   body.append("capture_method", "automatic");
   if (phoneLast4) body.append("phone_last4", phoneLast4);
-  // One key per attempt: if the connection drops, the same request is sent again with the same
-  // key, so the server answers with the first outcome instead of charging twice.
-  const idempotencyKey = newIdempotencyKey();
+  // The same key for every resend of this request while its outcome is unknown (see the top).
+  const same = state.attempt && state.attempt.frames === frames &&
+    state.attempt.phoneLast4 === phoneLast4;
+  const idempotencyKey = same ? state.attempt.key : newIdempotencyKey();
+  state.attempt = { key: idempotencyKey, frames, phoneLast4 };
   let payment;
   for (let attempt = 0; ; attempt += 1) {
     try {
@@ -169,6 +179,7 @@ async function submitPayment(frames, phoneLast4) {
         await sleep(1000 * (attempt + 1));
         continue;
       }
+      if (!outcomeUnknown(err)) state.attempt = null;
       if (!phoneLast4 && narrowingRequired(err)) {
         askDigits(frames);
         return;
@@ -177,7 +188,25 @@ async function submitPayment(frames, phoneLast4) {
       return;
     }
   }
+  state.attempt = null;
   showPayment(payment, label);
+}
+
+/** No answer, a server error, or the key still busy: the payment may or may not have gone
+ * through, so a resend must reuse the attempt's key. */
+function outcomeUnknown(err) {
+  if (!(err instanceof ApiError)) return false;
+  return err.status === 0 || err.status >= 500 ||
+    (err.status === 409 && err.code === "idempotency_conflict");
+}
+
+/** "Try again" after an error: the same request again while its outcome is unknown. */
+function retryAfterError() {
+  if (state.attempt) {
+    submitPayment(state.attempt.frames, state.attempt.phoneLast4);
+    return;
+  }
+  pay();
 }
 
 /** The server wants the last 4 phone digits before it searches (428 narrowing_required). */
@@ -349,7 +378,7 @@ function init() {
     clearTimeout(state.resetTimer);
     pay();
   });
-  $("error-retry").addEventListener("click", () => pay());
+  $("error-retry").addEventListener("click", retryAfterError);
   for (const id of ["other-way", "declined-other", "error-other", "digits-other"]) {
     $(id).addEventListener("click", () => {
       clearTimeout(state.resetTimer);

@@ -1,10 +1,17 @@
-// Enrollment: palm frames → consent → card and phone digits → POST /v1/customers → customer id.
+// Enrollment: consent → palm frames → card and phone digits → POST /v1/customers → customer id.
+// Consent comes first (GDPR Art. 9, BIPA): until the shopper has ticked the box and continued,
+// the camera is never requested (no getUserMedia) and no frame is sent to /v1/capture/analyze.
 // Frames live in memory only; the card number and the last 4 digits of the phone are read from
 // their fields when submitting and the fields are cleared right after. Nothing here is written
 // to any storage or logged.
+//
+// One Idempotency-Key per enrollment, not per try: a request whose outcome is unknown (no
+// answer, a 5xx, the key still busy) is resent as it was, with the same key — automatically on a
+// network error, and on the next "Enroll" — so an enrollment that did go through is answered
+// instead of failing as a duplicate card. A definitive answer ends the attempt.
 
 import {
-  ApiError, api, bootKiosk, setText, showKeyRejected, showScreen, updateMeter,
+  ApiError, api, bootKiosk, setText, showKeyRejected, showScreen, sleep, updateMeter,
 } from "./common.js";
 import { collectPalm, startCamera, stopCamera } from "./camera.js";
 import {
@@ -15,6 +22,8 @@ import {
 const FRAMES_PER_HAND = 5;
 /** The done screen (name, last4, id) clears itself after this long. */
 const DONE_RESET_MS = 120000;
+/** Resends of one enrollment request (same Idempotency-Key) when the connection fails. */
+const NETWORK_RETRIES = 2;
 
 const $ = (id) => document.getElementById(id);
 const video = $("video");
@@ -25,13 +34,51 @@ const state = {
   stream: null,
   abort: null,
   adding: false, // capturing the second hand
+  consented: false, // the consent screen was accepted: only then may the camera start
   doneTimer: null,
+  attempt: null, // {key, body}: an enrollment request whose outcome is unknown
 };
+
+function newIdempotencyKey() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** No answer, a server error, or the key still busy: the enrollment may have gone through. */
+function outcomeUnknown(err) {
+  return err instanceof ApiError && (err.status === 0 || err.status >= 500 ||
+    (err.status === 409 && err.code === "idempotency_conflict"));
+}
+
+/** POST the enrollment; resends the pending request (same body, same key) if there is one. */
+async function postEnrollment(body) {
+  if (!state.attempt) state.attempt = { key: newIdempotencyKey(), body };
+  const { key } = state.attempt;
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      const customer = await api("v1/customers", {
+        method: "POST", body: state.attempt.body, headers: { "Idempotency-Key": key },
+      });
+      state.attempt = null;
+      return customer;
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 0 && attempt < NETWORK_RETRIES) {
+        await sleep(1000 * (attempt + 1));
+        continue;
+      }
+      if (!outcomeUnknown(err)) state.attempt = null;
+      throw err;
+    }
+  }
+}
 
 function resetAll() {
   stopCapture();
   state.hands = [];
   state.adding = false;
+  state.consented = false;
+  state.attempt = null;
   clearTimeout(state.doneTimer);
   $("consent-form").reset();
   clearCardForm();
@@ -62,6 +109,10 @@ function handWord(handedness) {
 }
 
 async function capture(firstPrompt = null) {
+  if (!state.consented) { // never reached: every path to here passes the consent screen
+    showScreen("consent");
+    return;
+  }
   const excludeHand = state.adding && state.hands.length ? state.hands[0].handedness : null;
   setText("camera-title", excludeHand ? "Show your other palm" : "Show your palm");
   setText("prompt", firstPrompt ||
@@ -108,8 +159,13 @@ async function capture(firstPrompt = null) {
     setText("other-hand-title", which ? `Your ${which} palm is captured` : "Palm captured");
     showScreen("other-hand");
   } else {
-    showScreen("consent");
+    showCardForm();
   }
+}
+
+function showCardForm() {
+  showScreen("card");
+  $("customer-name").focus();
 }
 
 function onConsent(event) {
@@ -120,8 +176,10 @@ function onConsent(event) {
     return;
   }
   setText("consent-error", "");
-  showScreen("card");
-  $("customer-name").focus();
+  state.consented = true;
+  state.hands = [];
+  state.adding = false;
+  capture();
 }
 
 function fieldError(inputId, errorId, message) {
@@ -186,7 +244,7 @@ async function onCard(event) {
   $("card-form").setAttribute("aria-busy", "true");
   let customer;
   try {
-    customer = await api("v1/customers", { method: "POST", body });
+    customer = await postEnrollment(body);
   } catch (err) {
     submit.disabled = false;
     submit.textContent = "Enroll";
@@ -265,12 +323,15 @@ function init() {
   $("start").addEventListener("click", () => {
     state.hands = [];
     state.adding = false;
-    capture();
+    state.consented = false;
+    $("consent-form").reset();
+    setText("consent-error", "");
+    showScreen("consent");
   });
   $("camera-cancel").addEventListener("click", resetAll);
   $("camera-retry").addEventListener("click", () => capture());
   $("camera-error-cancel").addEventListener("click", resetAll);
-  $("other-hand-skip").addEventListener("click", () => showScreen("consent"));
+  $("other-hand-skip").addEventListener("click", showCardForm);
   $("other-hand-add").addEventListener("click", () => {
     state.adding = true;
     capture();

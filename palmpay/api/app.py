@@ -7,7 +7,9 @@ Start-up (lifespan), in a worker thread:
 2. one :class:`~palmpay.recognizer.Recognizer` (ONNX models loaded once) behind a
    :class:`~palmpay.api.palms.PalmDirectory`, whose index is rebuilt from the database's
    templates (the database is the source of truth);
-3. the webhook dispatcher thread (which also purges expired idempotency keys).
+3. the webhook dispatcher thread (which also purges expired idempotency keys);
+4. crash recovery: the instance registers its lease (renewed by a heartbeat thread), and the
+   authorisation intents of dead instances are reconciled (:mod:`palmpay.payments.intents`).
 
 Shutdown stops the dispatcher and closes the database pool.
 
@@ -28,6 +30,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from palmpay import __version__
+from palmpay.api import recovery
 from palmpay.api.deps import AppState
 from palmpay.api.errors import (
     PROBLEM_JSON,
@@ -38,6 +41,7 @@ from palmpay.api.errors import (
 from palmpay.api.idempotency import IdempotencyMiddleware, purge_expired
 from palmpay.api.limits import BodyLimitMiddleware
 from palmpay.api.palms import PalmDirectory
+from palmpay.api.ratelimit import purge_counters
 from palmpay.api.routes import (
     api_keys,
     capture,
@@ -50,10 +54,13 @@ from palmpay.api.routes import (
     status,
     webhook_endpoints,
 )
-from palmpay.api.schemas import Problem
+from palmpay.api.schemas import Problem, document_limits
 from palmpay.api.webhooks import WebhookDispatcher, record_event
 from palmpay.config import Settings, get_settings
 from palmpay.db import utcnow
+from palmpay.payments import faults
+from palmpay.payments.instances import InstanceRegistry
+from palmpay.payments.retention import apply_retention
 from palmpay.payments.service import build_service
 from palmpay.recognizer import Recognizer
 
@@ -89,19 +96,31 @@ def build_state(
             dispatcher.wake()
 
     service = build_service(settings, on_event=on_event)
-    palms = PalmDirectory(recognizer or Recognizer(settings), settings)
+    if settings.retention_on_start:
+        apply_retention(service.db, clock(), settings.retention_months, actor="system")
+    # Crash recovery: this process's instance (lease), the Idempotency-Key result links, and
+    # the authorisation intents that dead instances left open, settled before serving.
+    faults.arm(settings.fault_point)
+    recovery.install()
+    service.instances = InstanceRegistry(service.db, settings.instance_lease_s, clock)
+    service.instances.register()
+    service.reconciler().reconcile()
+    palms = PalmDirectory(recognizer or Recognizer(settings), settings,
+                          transform=service.template_transform)
     palms.load(service.templates())
     dispatcher = WebhookDispatcher(
         service.db, settings, clock=clock,
-        maintenance=lambda: purge_expired(service.db, clock()),
+        maintenance=lambda: (purge_expired(service.db, clock()),
+                             purge_counters(service.db, clock())),
     )
     return AppState(settings=settings, db=service.db, service=service, palms=palms,
                     dispatcher=dispatcher, clock=clock)
 
 
-def _problem_openapi(app: FastAPI) -> None:
+def _problem_openapi(app: FastAPI, settings: Settings) -> None:
     """Document error responses as ``application/problem+json`` (FastAPI files every response
-    model under ``application/json``) and list every problem type of the catalogue."""
+    model under ``application/json``), list every problem type of the catalogue, and write the
+    limits ``settings`` enforce (:func:`~palmpay.api.schemas.document_limits`)."""
     original = app.openapi
 
     def openapi() -> dict:
@@ -110,9 +129,13 @@ def _problem_openapi(app: FastAPI) -> None:
             for path in schema.get("paths", {}).values():
                 for operation in path.values():
                     content = operation.get("responses", {}).get("default", {}).get("content")
-                    if content and "application/json" in content:
-                        content[PROBLEM_JSON] = content.pop("application/json")
+                    if content:  # under the route's media type (text/html for an HTML route)
+                        media = content.pop("application/json", None) or next(
+                            iter(content.values()))
+                        content.clear()
+                        content[PROBLEM_JSON] = media
             document_problems(schema)
+            document_limits(schema, settings)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -134,12 +157,17 @@ def create_app(
         state = await run_in_threadpool(build_state, settings, clock or utcnow, recognizer)
         app.state.palmpay = state
         state.dispatcher.start()
+        instances = state.service.instances
+        if instances is not None:
+            instances.start(maintenance=lambda: state.service.reconciler().reconcile())
         log.info("PalmPay API ready: %d enrolled palms, database %s", state.palms.customers,
                  state.db.backend)
         try:
             yield
         finally:
             state.dispatcher.stop()
+            if state.service.instances is not None:
+                state.service.instances.stop()
             state.db.dispose()
             app.state.palmpay = None
 
@@ -150,7 +178,7 @@ def create_app(
         lifespan=lifespan,
         responses={"default": {"model": Problem, "description": "An error (RFC 9457)."}},
     )
-    _problem_openapi(app)
+    _problem_openapi(app, settings)
     app.state.palmpay = None
     install_error_handlers(app)
     for module in (customers, payments, refunds, capture, api_keys, webhook_endpoints, status,

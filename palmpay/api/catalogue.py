@@ -45,7 +45,7 @@ def _catalogue(*entries: tuple[str, int, str, str]) -> dict[str, ProblemType]:
 #: - 402: the card was refused by the acquirer (the request was valid).
 #: - 404: the route or object does not exist.
 #: - 428: the search needs a narrowing value (the shopper's phone digits).
-#: - 429: too many wrong tries from one terminal.
+#: - 429: too many wrong tries from one terminal or kiosk, or too many requests.
 #: - 409: the object is in a state that forbids the operation, or the request conflicts with
 #:   another (a card or palm already enrolled, an ``Idempotency-Key`` reused).
 #: - 500/502/503: the server, the acquirer or the start-up failed.
@@ -60,11 +60,13 @@ CATALOGUE: dict[str, ProblemType] = _catalogue(
      "The route exists but not with this HTTP method (see `Allow`)."),
     ("bad_request", 400, "Bad request", "The request body could not be parsed."),
     ("payload_too_large", 413, "Payload too large",
-     "The request body or one uploaded image is larger than the server accepts "
-     "(`max_upload_bytes`, `max_image_bytes`)."),
+     "The request body, one uploaded image or the images of one request together are larger "
+     "than the server accepts: bytes (`max_upload_bytes`, `max_image_bytes`) or pixels declared "
+     "in the image headers, checked before decoding (`max_image_pixels`, `max_request_pixels`)."),
     ("unsupported_media_type", 415, "Unsupported media type",
      "The body has the wrong content type (for example JSON sent to an endpoint that takes "
-     "multipart/form-data), or an uploaded file is not an image (PNG, JPEG, BMP, WebP, TIFF)."),
+     "multipart/form-data), or an uploaded file is not a JPEG, PNG or WebP image (BMP, TIFF, "
+     "GIF and other formats are refused whatever the declared part type)."),
     ("validation_error", 422, "Validation error",
      "One or more request fields are missing or invalid; `errors` lists them as "
      "{field, message, type}."),
@@ -72,6 +74,9 @@ CATALOGUE: dict[str, ProblemType] = _catalogue(
      "The server failed unexpectedly. Retry with the same Idempotency-Key; the `incident` id "
      "is in the server log."),
     ("service_unavailable", 503, "Service unavailable", "The server is not ready."),
+    ("server_busy", 503, "Server busy",
+     "Every image decode slot (`decode_workers`) stayed busy for `decode_wait_s`; retry after "
+     "`Retry-After` seconds."),
     # idempotency
     ("idempotency_conflict", 409, "Idempotency conflict",
      "The Idempotency-Key was already used with a different request, or a request with this "
@@ -87,8 +92,17 @@ CATALOGUE: dict[str, ProblemType] = _catalogue(
      "another way."),
     ("palm_already_enrolled", 409, "Palm already enrolled",
      "This palm is already enrolled by another customer."),
+    ("presentation_attack", 422, "Presentation attack",
+     "The checkout frames look like a presentation attack (a still photo or a looping "
+     "replay, a phone screen), not a live hand (`PALMPAY_LIVENESS=enforce`); `cues` names the "
+     "failed checks. Ask the shopper to present their hand again or to pay another way."),
     # payments core: request values
     ("invalid_request", 422, "Invalid request", "A request value is invalid."),
+    ("webhook_url_refused", 422, "Webhook URL refused",
+     "The webhook URL's host is not a public internet address: it is loopback, private, "
+     "link-local, multicast, unspecified or reserved, resolves to such an address, or does "
+     "not resolve. Webhooks are only sent to public hosts (`PALMPAY_WEBHOOK_ALLOW_PRIVATE` "
+     "lifts this for development)."),
     ("invalid_card", 422, "Invalid card",
      "The card number, expiry or holder name is invalid (digits, length, Luhn check)."),
     ("invalid_amount", 422, "Invalid amount",
@@ -124,8 +138,17 @@ CATALOGUE: dict[str, ProblemType] = _catalogue(
      "the shopper for the last 4 digits of their phone and retry with the same frames, "
      "`phone_last4` and a new Idempotency-Key; `narrowing` names the field."),
     ("too_many_attempts", 429, "Too many attempts",
-     "This terminal sent too many wrong phone digits in a row and is locked out for a while "
-     "(`Retry-After`). Ask the shopper to pay another way."),
+     "This terminal sent too many unrecognised palms or wrong phone digits in a row, or this "
+     "kiosk too many failed unenroll proofs, and is locked out for a while (`Retry-After`). "
+     "Ask the shopper to pay another way, or staff to help."),
+    # abuse controls (palmpay/api/ratelimit.py)
+    ("rate_limited", 429, "Rate limited",
+     "Too many requests from this API key or terminal, or too many unknown API keys from this "
+     "address; retry after `Retry-After` seconds (`retry_after`)."),
+    ("verification_failed", 422, "Not verified",
+     "Unenrolling needs the shopper's palm and the last 4 digits of the enrolled card, both "
+     "matching the customer. One of them did not match, or there is no such customer: the "
+     "answer does not say which. Repeated failures lock the kiosk out (`too_many_attempts`)."),
     ("processor_error", 502, "Processor error",
      "The card processor failed (not a decline); try again later."),
 )

@@ -7,7 +7,10 @@ Routes declare what they need with ``Annotated`` aliases::
 ``require_scope(*scopes)`` authenticates ``Authorization: Bearer <secret>`` and returns the
 :class:`~palmpay.api.keys.ApiKeyView`: 401 ``unauthorized`` when the header is missing or the key
 unknown or revoked, 403 ``forbidden`` when its scope is not one of ``scopes`` (an ``admin`` key
-passes every scope).
+passes every scope). It also applies the abuse controls of :mod:`palmpay.api.ratelimit`: a client
+address that sent too many unknown keys answers 429 ``rate_limited`` before its key is looked up,
+every unknown key counts towards that back-off, and every authenticated request counts towards
+its key's ``rate_limit_requests``. Every key belongs to one merchant (:func:`merchant_of`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from palmpay.api.keys import ApiKeyView, authenticate
 from palmpay.api.palms import PalmDirectory
+from palmpay.api.ratelimit import BadKeyBackoff, RateLimits
 from palmpay.api.webhooks import WebhookDispatcher
 from palmpay.config import Settings
 from palmpay.db import Database
@@ -42,6 +46,8 @@ __all__ = [
     "JsonBody",
     "Multipart",
     "get_state",
+    "merchant_gallery",
+    "merchant_of",
     "require_json",
     "require_multipart",
     "require_scope",
@@ -97,15 +103,21 @@ def require_scope(*scopes: str) -> Callable[..., ApiKeyView]:
 
     def dependency(
         state: StateDep,
+        request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> ApiKeyView:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise PaymentError("unauthorized", "send Authorization: Bearer <API key>",
                            headers={"WWW-Authenticate": "Bearer"})
+        address = request.client.host if request.client is not None else "unknown"
+        backoff = BadKeyBackoff(state.db, state.settings, state.clock)
+        backoff.check(address)
         key = authenticate(state.db, credentials.credentials)
         if key is None:
+            backoff.failed(address)
             raise PaymentError("unauthorized", "unknown or revoked API key",
                            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        RateLimits(state.db, state.settings, state.clock).requests(key.id)
         if key.scope not in allowed:
             raise PaymentError("forbidden", f"a {key.scope} key cannot do this (needs "
                            f"{' or '.join(sorted(allowed))})")
@@ -113,6 +125,23 @@ def require_scope(*scopes: str) -> Callable[..., ApiKeyView]:
 
     dependency.__name__ = "require_" + "_or_".join(scopes or ("admin",))
     return dependency
+
+
+def merchant_of(key: ApiKeyView) -> str:
+    """The merchant of an authenticated key (:func:`~palmpay.api.keys.authenticate` refuses
+    keys without one)."""
+    if key.merchant is None:
+        raise PaymentError("unauthorized", "unknown or revoked API key")
+    return key.merchant
+
+
+def merchant_gallery(service: PaymentService, palms: PalmDirectory, merchant: str
+                     ) -> list[str] | None:
+    """The customers a palm search for ``merchant`` may return: None (search the whole index,
+    with its FAISS shortlist) when they are all the index holds (one merchant), else their ids
+    (the search then scores every sample of those customers)."""
+    ids = service.customer_ids(merchant)
+    return None if len(ids) == palms.customers else ids
 
 
 def require_multipart(request: Request) -> None:

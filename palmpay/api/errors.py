@@ -36,8 +36,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from palmpay.api.catalogue import CATALOGUE, ProblemType, problem_type
@@ -48,6 +49,7 @@ __all__ = [
     "PROBLEM_JSON",
     "CatchAllMiddleware",
     "ProblemType",
+    "allowed_methods",
     "document_problems",
     "install_error_handlers",
     "problem_body",
@@ -216,8 +218,23 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+_METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the app takes at this request's path, OPTIONS included (Starlette's own
+    ``Allow`` names only the methods of the first route whose path matched): each method is
+    offered to the app's routes, as the router would."""
+    routes = request.app.router.routes
+    return [method for method in _METHOD_ORDER if method == "OPTIONS" or any(
+        route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)]
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405 and request.method == "OPTIONS":
+        # OPTIONS is answered on every route: no body, the methods the path takes.
+        return Response(status_code=204, headers={"Allow": ", ".join(allowed_methods(request))})
     code = _REASONS.get(exc.status_code, "bad_request" if exc.status_code < 500 else
                         "internal_error")
     detail = {
@@ -228,6 +245,8 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     headers = dict(exc.headers or {})
     if exc.status_code == 401:
         headers.setdefault("WWW-Authenticate", "Bearer")
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request))
     return problem_response(code, detail, request.url.path, headers=headers)
 
 

@@ -2,6 +2,9 @@
 
 A secret looks like ``pp_<scope>_<32 url-safe characters>`` (192 random bits). The database keeps
 its SHA-256 (hex) and a display ``prefix``; the secret itself is never stored or logged.
+
+Every key belongs to a merchant (``merchant``, :mod:`palmpay.payments.merchants`) and sees only
+its customers and payments; a key whose row has no merchant does not authenticate.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from sqlalchemy import select
 
 from palmpay.api.models import ApiKey, ApiKeyScope
 from palmpay.db import Database, new_id, utcnow
+from palmpay.payments.merchants import DEFAULT_MERCHANT_ID, get_merchant, owned_by
+from palmpay.payments.validation import check_name
 from palmpay.payments.views import Unix, View
 
 __all__ = [
@@ -52,6 +57,9 @@ class ApiKeyView(View):
     revoked: Annotated[bool, BeforeValidator(_is_revoked)] = Field(
         False, validation_alias="revoked_at")
     secret: str | None = Field(None, repr=False, description="Only in the creation response.")
+    merchant: str | None = Field(None, validation_alias="merchant_id",
+                                 description="The merchant whose customers and payments the "
+                                             "key sees.")
 
     @property
     def active(self) -> bool:
@@ -67,20 +75,23 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
-def create_api_key(db: Database, name: str, scope: str) -> tuple[ApiKeyView, str]:
-    """Create a key; returns its view and the secret (shown once, never stored)."""
+def create_api_key(db: Database, name: str, scope: str,
+                   merchant_id: str = DEFAULT_MERCHANT_ID) -> tuple[ApiKeyView, str]:
+    """Create a key of ``merchant_id``; returns its view and the secret (shown once, never
+    stored). ``name`` follows :func:`~palmpay.payments.validation.check_name`
+    (``invalid_request`` otherwise); ``ValueError`` for a bad scope or an unknown merchant."""
+    if get_merchant(db, merchant_id) is None:
+        raise ValueError(f"no merchant {merchant_id}")
     if scope not in frozenset(ApiKeyScope):
         raise ValueError(f"scope must be one of {', '.join(ApiKeyScope)}, not {scope!r}")
-    name = name.strip()
-    if not 1 <= len(name) <= 200:
-        raise ValueError("name must be 1 to 200 characters")
+    name = check_name(name)
     secret = f"{SECRET_PREFIX}{scope}_{secrets.token_urlsafe(24)}"
     prefix = secret[: len(SECRET_PREFIX) + len(scope) + 1 + _PREFIX_SHOWN]
     row = ApiKey(id=new_id("key"), name=name, scope=scope, prefix=prefix,
-                 secret_hash=hash_secret(secret), created_at=utcnow())
+                 secret_hash=hash_secret(secret), created_at=utcnow(), merchant_id=merchant_id)
     with db.session() as session:
         session.add(row)
-    log.info("created %s API key %s (%s)", scope, row.id, prefix)
+    log.info("created %s API key %s (%s) of merchant %s", scope, row.id, prefix, merchant_id)
     return _view(row), secret
 
 
@@ -92,16 +103,18 @@ def authenticate(db: Database, secret: str) -> ApiKeyView | None:
         row = session.scalars(
             select(ApiKey).where(ApiKey.secret_hash == hash_secret(secret))
         ).one_or_none()
-        if row is None or row.revoked_at is not None:
+        if row is None or row.revoked_at is not None or row.merchant_id is None:
             return None
         return _view(row)
 
 
-def revoke_api_key(db: Database, key_id: str) -> ApiKeyView:
-    """Revoke a key (idempotent); raises ``KeyError`` if there is no such key."""
+def revoke_api_key(db: Database, key_id: str, merchant_id: str | None = None) -> ApiKeyView:
+    """Revoke a key (idempotent); raises ``KeyError`` if there is no such key (or, with
+    ``merchant_id``, it belongs to another merchant)."""
     with db.session() as session:
         row = session.get(ApiKey, key_id)
-        if row is None:
+        if row is None or (merchant_id is not None and not owned_by(row.merchant_id,
+                                                                    merchant_id)):
             raise KeyError(key_id)
         if row.revoked_at is None:
             row.revoked_at = utcnow()
@@ -109,7 +122,10 @@ def revoke_api_key(db: Database, key_id: str) -> ApiKeyView:
         return _view(row)
 
 
-def list_api_keys(db: Database) -> list[ApiKeyView]:
-    """Every key, oldest first."""
+def list_api_keys(db: Database, merchant_id: str | None = None) -> list[ApiKeyView]:
+    """Every key (only ``merchant_id``'s when given), oldest first."""
+    stmt = select(ApiKey).order_by(ApiKey.created_at)
+    if merchant_id is not None:
+        stmt = stmt.where(ApiKey.merchant_id == merchant_id)
     with db.session(readonly=True) as session:
-        return [_view(r) for r in session.scalars(select(ApiKey).order_by(ApiKey.created_at))]
+        return [_view(r) for r in session.scalars(stmt)]

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     ForeignKey,
@@ -30,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from palmpay.db import Base, BigIntId, UTCDateTime, check_in, utcnow
+from palmpay.payments.models import Merchant  # noqa: F401 - api_keys.merchant_id refers to it
 
 __all__ = [
     "ApiKey",
@@ -38,6 +40,7 @@ __all__ = [
     "WebhookEndpoint",
     "WebhookDelivery",
     "TerminalLockout",
+    "RateLimitCounter",
     "ApiKeyScope",
     "IdempotencyState",
     "DeliveryState",
@@ -78,6 +81,9 @@ class ApiKey(Base):
     secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: The merchant whose customers and payments the key sees (``0005_tenancy``); a key
+    #: without one does not authenticate.
+    merchant_id: Mapped[str | None] = mapped_column(ForeignKey("merchants.id"), index=True)
 
 
 class IdempotencyKey(Base):
@@ -99,6 +105,12 @@ class IdempotencyKey(Base):
     response_content_type: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    #: Crash recovery (migration ``0004_intents``): the instance running the request and its
+    #: pid, and the object the request created, linked in the object's own transaction.
+    owner_id: Mapped[str | None] = mapped_column(String(40))
+    owner_pid: Mapped[int | None] = mapped_column(BigInteger)
+    result_type: Mapped[str | None] = mapped_column(String(16))
+    result_id: Mapped[str | None] = mapped_column(String(40))
 
 
 class Event(Base):
@@ -148,3 +160,14 @@ class TerminalLockout(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class RateLimitCounter(Base):
+    """One fixed-window counter of :mod:`palmpay.api.ratelimit` (``0005_tenancy``): hits in
+    the window that ends at ``expires_at``."""
+
+    __tablename__ = "rate_limit_counters"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

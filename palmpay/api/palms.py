@@ -16,8 +16,12 @@ after the database transaction that enrolls or deletes a customer has committed.
   whole gallery is past N_safe.
 
 Every image goes through the recognizer's :class:`~palmpay.pipeline.Pipeline`, as in the live
-path. Templates are :class:`palmpay.embed.Template`. Analysis (ONNX sessions) runs without the
-lock; only index reads and writes take it.
+path. Templates are :class:`palmpay.embed.Template`. With a cancelable ``transform``
+(:mod:`palmpay.payments.cancelable`, the payment service's), the index holds only transformed
+templates: :meth:`PalmDirectory.add` protects clear ones, :meth:`PalmDirectory.load` takes them
+already protected (``PaymentService.templates()``), probes are transformed before the search,
+and the index's code mask keeps every score what it is in clear. Analysis (ONNX sessions) runs
+without the lock; only index reads and writes take it.
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ from palmpay import decision
 from palmpay.api.images import UploadedImage
 from palmpay.config import Settings
 from palmpay.embed import Template
-from palmpay.index import UnknownIdentityError
+from palmpay.index import PalmIndex, UnknownIdentityError
+from palmpay.liveness import Liveness, assess_liveness
+from palmpay.payments.cancelable import IDENTITY, TemplateTransform
 from palmpay.payments.errors import PaymentError
 from palmpay.pipeline import Analysis as FrameAnalysis
 from palmpay.recognizer import Recognizer
@@ -61,9 +67,15 @@ class Analysis:
 class PalmDirectory:
     """Enrolled palms of active customers (identity = customer id)."""
 
-    def __init__(self, recognizer: Recognizer, settings: Settings | None = None) -> None:
+    def __init__(self, recognizer: Recognizer, settings: Settings | None = None,
+                 transform: TemplateTransform = IDENTITY) -> None:
         self.recognizer = recognizer
         self.settings = settings or recognizer.settings
+        self.transform = transform
+        if transform.enabled:
+            old = recognizer.index
+            recognizer.index = PalmIndex(old.dim, old.code_bytes, old.factory, old.max_shift,
+                                         code_mask=transform.code_mask(old.code_bytes))
         self._lock = threading.RLock()
         self._enroll_lock = threading.Lock()
 
@@ -73,15 +85,22 @@ class PalmDirectory:
         with self._lock:
             return self.recognizer.threshold
 
-    def needs_narrowing(self) -> bool:
-        """Whether the gallery is past N_safe: a payment then needs the phone digits."""
+    def needs_narrowing(self, within: Sequence[str] | None = None) -> bool:
+        """Whether the gallery (or the part of it ``within``: one merchant's customers) is past
+        N_safe: a payment then needs the phone digits."""
         with self._lock:
-            return self.recognizer.operating_point.needs_narrowing(len(self.recognizer.index))
+            recognizer = self.recognizer
+            samples = len(recognizer.index) if within is None else recognizer.samples_of(within)
+            return recognizer.operating_point.needs_narrowing(samples)
 
-    def operating_point(self) -> dict[str, float | int | bool]:
-        """The operating point of the whole gallery (``GET /v1/status``)."""
+    def operating_point(self, within: Sequence[str] | None = None
+                        ) -> dict[str, float | int | bool]:
+        """The operating point of the whole gallery, or of the part ``within`` (one merchant's
+        customers: what its terminals search) (``GET /v1/status``)."""
         with self._lock:
-            return self.recognizer.operating_point.describe(len(self.recognizer.index))
+            recognizer = self.recognizer
+            samples = len(recognizer.index) if within is None else recognizer.samples_of(within)
+            return recognizer.operating_point.describe(samples)
 
     @property
     def customers(self) -> int:
@@ -96,8 +115,8 @@ class PalmDirectory:
 
     # -- index maintenance -------------------------------------------------------------------
     def load(self, records: Iterable[tuple[str, Template]]) -> int:
-        """Rebuild the index from ``(customer_id, template)`` pairs; returns the number of
-        customers."""
+        """Rebuild the index from ``(customer_id, template)`` pairs, templates already under
+        :attr:`transform` (``PaymentService.templates()``); returns the number of customers."""
         by_customer: dict[str, list[Template]] = {}
         for customer_id, template in records:
             by_customer.setdefault(customer_id, []).append(template)
@@ -111,8 +130,10 @@ class PalmDirectory:
         return len(by_customer)
 
     def add(self, customer_id: str, templates: Sequence[Template]) -> None:
+        """Index clear templates (protected by :attr:`transform` first)."""
+        protected = [self.transform.protect(t) for t in templates]
         with self._lock:
-            self.recognizer.add(customer_id, templates)
+            self.recognizer.add(customer_id, protected)
 
     def remove(self, customer_id: str) -> int:
         """Forget a customer's palms; returns the samples removed (0 if none were indexed)."""
@@ -155,26 +176,38 @@ class PalmDirectory:
 
     def probe(self, frames: Sequence[UploadedImage]) -> list[Template]:
         """Templates of the first ``presentation_frames`` good checkout frames."""
+        return self.probe_live(frames, liveness=False)[0]
+
+    def probe_live(self, frames: Sequence[UploadedImage], liveness: bool = True
+                   ) -> tuple[list[Template], Liveness | None]:
+        """:meth:`probe`; with ``liveness`` every frame is analysed and the good ones (at
+        least 2, else None) go through :func:`palmpay.liveness.assess_liveness`."""
         analyses, good = [], []
         for frame in frames:
             analysis = self.analyze(frame)
             analyses.append(analysis)
             if analysis.good:
                 good.append(analysis)
-                if len(good) >= self.settings.presentation_frames:
+                if not liveness and len(good) >= self.settings.presentation_frames:
                     break
         if not good:
             raise self._no_palm(analyses, 1, "frames")
-        return self._templates(good)
+        live = None
+        if liveness and len(good) >= 2:
+            live = assess_liveness([a.image.image for a in good],
+                                   [a.frame.roi.hand for a in good],
+                                   self.settings.liveness_require_articulation)
+        return self._templates(good[:self.settings.presentation_frames]), live
 
     # -- matching ------------------------------------------------------------------------------
     def match(self, templates: Sequence[Template], within: Sequence[str] | None = None
               ) -> tuple[str | None, float]:
         """Fused best customer and score; the customer is None below the threshold of the
         search (the whole gallery, or only the customers ``within``)."""
+        probes = [self.transform.probe(t) for t in templates]
         with self._lock:
             recognizer = self.recognizer
-            best, score = recognizer.identify(templates, within)
+            best, score = recognizer.identify(probes, within)
             samples = len(recognizer.index) if within is None else recognizer.samples_of(within)
             threshold = recognizer.operating_point.threshold(samples)
         verdict = decision.decide(best, score, threshold)

@@ -17,10 +17,14 @@ from sqlalchemy.orm import Session
 
 from palmpay.db import new_id, utcnow
 from palmpay.embed import Template
+from palmpay.payments.audit import AuditLog
+from palmpay.payments.cancelable import TemplateTransform
 from palmpay.payments.cards import CardInput
 from palmpay.payments.core import ServiceCore
 from palmpay.payments.errors import PaymentError
+from palmpay.payments.merchants import DEFAULT_MERCHANT_ID, owned_by
 from palmpay.payments.models import Card, Customer, PalmTemplate
+from palmpay.payments.renewal import active_transform, convert, transform_of
 from palmpay.payments.states import CardStatus, CustomerStatus
 from palmpay.payments.validation import check_name, check_phone_last4, check_templates
 from palmpay.payments.views import CustomerView
@@ -33,19 +37,44 @@ log = logging.getLogger(__name__)
 _TEMPLATE_PAGE = 256
 
 
+def _not_found(customer_id: str) -> PaymentError:
+    """What a customer of another merchant answers: the very error of an unknown id."""
+    return PaymentError("customer_not_found", f"no customer {customer_id}",
+                        extra={"customer": customer_id})
+
+
 class CustomerOperations(ServiceCore):
     """Enrolment and unenrolment of customers."""
 
+    @property
+    def template_transform(self) -> TemplateTransform:
+        """The cancelable transform (:mod:`palmpay.payments.cancelable`) this service stores
+        templates under, and :meth:`templates` returns them under: the keyring's active template
+        key when first asked, then fixed for the service's life (like the index built from it)."""
+        transform: TemplateTransform | None = getattr(self, "_template_transform", None)
+        if transform is None:
+            transform = active_transform(self.vault.keyring)
+            self._template_transform = transform
+        return transform
+
+    @property
+    def audit(self) -> AuditLog:
+        """The audit log of this service's database (:mod:`palmpay.payments.audit`)."""
+        return AuditLog(self.db)
+
     def _add_templates(self, session: Session, customer_id: str,
                        templates: list[Template]) -> None:
+        """Store clear templates under :attr:`template_transform`, each sealed in the vault."""
         now = utcnow()
+        transform = self.template_transform
         for template in templates:
             template_id = new_id("tpl")
-            env = self.vault.seal_template(template_id, template.vector, template.code)
+            protected = transform.protect(template)
+            env = self.vault.seal_template(template_id, protected.vector, protected.code)
             session.add(PalmTemplate(
                 id=template_id, customer_id=customer_id, kek_id=env.kek_id,
                 wrapped_dek=env.wrapped_dek, nonce=env.nonce, ciphertext=env.ciphertext,
-                created_at=now,
+                created_at=now, transform_id=transform.key_id,
             ))  # fmt: skip
 
     def create_customer(
@@ -55,6 +84,7 @@ class CustomerOperations(ServiceCore):
         templates: Sequence[Template],
         consent: bool,
         phone_last4: str | None = None,
+        merchant_id: str = DEFAULT_MERCHANT_ID,
     ) -> CustomerView:
         """Enrol a customer: card tokenised into the vault, palm templates encrypted.
 
@@ -66,7 +96,9 @@ class CustomerOperations(ServiceCore):
         ``invalid_card`` / ``expired_card``; ``duplicate_card`` when the same card number is
         active on another customer (enforced by a unique index, so also under races).
         ``phone_last4``: the last 4 digits of the shopper's phone, stored only as a keyed hash
-        (:meth:`customers_with_phone` narrows a search past N_safe).
+        (:meth:`customers_with_phone` narrows a search past N_safe). ``merchant_id``: the
+        merchant enrolling the customer (:mod:`palmpay.payments.merchants`); the same card may
+        be active once per merchant.
         """
         if consent is not True:
             raise PaymentError("consent_required", "explicit consent to store palm templates "
@@ -80,10 +112,11 @@ class CustomerOperations(ServiceCore):
         customer_id = new_id("cus")
         try:
             with self.db.session() as s:
-                if self._fingerprint_active(s, stored.fingerprint):
+                if self._fingerprint_active(s, stored.fingerprint, merchant_id):
                     raise self._duplicate_card()
                 s.add(Customer(id=customer_id, name=name, status=CustomerStatus.ACTIVE,
-                               consent_at=now, created_at=now, phone_hash=phone_hash))
+                               consent_at=now, created_at=now, phone_hash=phone_hash,
+                               merchant_id=merchant_id))
                 s.flush()
                 s.add(Card(
                     id=new_id("card"), token=stored.token, customer_id=customer_id,
@@ -92,13 +125,14 @@ class CustomerOperations(ServiceCore):
                     status=CardStatus.ACTIVE, kek_id=stored.envelope.kek_id,
                     wrapped_dek=stored.envelope.wrapped_dek, nonce=stored.envelope.nonce,
                     ciphertext=stored.envelope.ciphertext, created_at=now,
+                    merchant_id=merchant_id,
                 ))  # fmt: skip
                 self._add_templates(s, customer_id, checked)
                 s.flush()
                 view = CustomerView.model_validate(self._customer(s, customer_id))
         except IntegrityError:
             with self.db.session(readonly=True) as s:
-                duplicate = self._fingerprint_active(s, stored.fingerprint)
+                duplicate = self._fingerprint_active(s, stored.fingerprint, merchant_id)
             if duplicate:
                 raise self._duplicate_card() from None
             raise
@@ -107,20 +141,32 @@ class CustomerOperations(ServiceCore):
         self._emit("customer.created", view)
         return view
 
-    def customers_with_phone(self, phone_last4: str) -> list[str]:
-        """Ids of the active customers enrolled with these last 4 phone digits."""
+    def customers_with_phone(self, phone_last4: str, merchant_id: str | None = None
+                             ) -> list[str]:
+        """Ids of the active customers enrolled with these last 4 phone digits (only
+        ``merchant_id``'s when given)."""
         phone_hash = self.vault.phone_hash(check_phone_last4(phone_last4))
+        stmt = select(Customer.id).where(Customer.phone_hash == phone_hash,
+                                         Customer.status == CustomerStatus.ACTIVE)
+        if merchant_id is not None:
+            stmt = stmt.where(Customer.merchant_id == merchant_id)
+        with self.db.session(readonly=True) as s:
+            return list(s.scalars(stmt.order_by(Customer.id)))
+
+    def customer_ids(self, merchant_id: str) -> list[str]:
+        """Ids of a merchant's active customers: what its terminals' palm search covers."""
         with self.db.session(readonly=True) as s:
             return list(s.scalars(
-                select(Customer.id).where(Customer.phone_hash == phone_hash,
+                select(Customer.id).where(Customer.merchant_id == merchant_id,
                                           Customer.status == CustomerStatus.ACTIVE)
                 .order_by(Customer.id)))
 
     @staticmethod
-    def _fingerprint_active(session: Session, fingerprint: str) -> bool:
+    def _fingerprint_active(session: Session, fingerprint: str, merchant_id: str) -> bool:
         count = session.scalar(
             select(func.count()).select_from(Card).where(
-                Card.fingerprint == fingerprint, Card.status == CardStatus.ACTIVE
+                Card.fingerprint == fingerprint, Card.status == CardStatus.ACTIVE,
+                Card.merchant_id == merchant_id,
             )
         )
         return bool(count)
@@ -129,10 +175,14 @@ class CustomerOperations(ServiceCore):
     def _duplicate_card() -> PaymentError:
         return PaymentError("duplicate_card", "this card is already enrolled by another customer")
 
-    def get_customer(self, customer_id: str) -> CustomerView:
-        """The customer, active or deleted; ``customer_not_found`` if it never existed."""
+    def get_customer(self, customer_id: str, merchant_id: str | None = None) -> CustomerView:
+        """The customer, active or deleted; ``customer_not_found`` if it never existed or, with
+        ``merchant_id``, belongs to another merchant (the same error, word for word)."""
         with self.db.session(readonly=True) as s:
-            return CustomerView.model_validate(self._customer(s, customer_id))
+            customer = self._customer(s, customer_id)
+            if merchant_id is not None and not owned_by(customer.merchant_id, merchant_id):
+                raise _not_found(customer_id)
+            return CustomerView.model_validate(customer)
 
     def add_templates(self, customer_id: str, templates: Sequence[Template]) -> CustomerView:
         """Store more palm templates for an active customer (re-enrolment, extra samples); at
@@ -141,21 +191,25 @@ class CustomerOperations(ServiceCore):
         with self.db.session() as s:
             customer = self._active_customer(s, customer_id)
             self._add_templates(s, customer_id, checked)
+            customer.templates_purged_at = None  # enrolled again after retention
             s.flush()
             return CustomerView.model_validate(customer)
 
-    def delete_customer(self, customer_id: str) -> CustomerView:
+    def delete_customer(self, customer_id: str, merchant_id: str | None = None) -> CustomerView:
         """Unenrol: delete the palm templates, revoke the card token and destroy its encrypted
         card number (the row keeps brand/last4/expiry/fingerprint for the payment history).
         Payments and refunds are kept; uncaptured payments can still be captured or canceled
         (they need the authorisation code, not the card).
 
         Not idempotent: deleting a deleted customer raises ``customer_deleted``, so the
-        ``customer.deleted`` event fires exactly once. ``customer_not_found`` if it never existed.
+        ``customer.deleted`` event fires exactly once. ``customer_not_found`` if it never existed
+        or, with ``merchant_id``, belongs to another merchant.
         """
         now = utcnow()
         with self.db.session() as s:
             customer = self._customer(s, customer_id, lock=True)
+            if merchant_id is not None and not owned_by(customer.merchant_id, merchant_id):
+                raise _not_found(customer_id)
             if customer.status == CustomerStatus.DELETED:
                 raise PaymentError("customer_deleted", f"customer {customer_id} is already deleted",
                                    extra={"customer": customer_id})
@@ -178,8 +232,10 @@ class CustomerOperations(ServiceCore):
 
     def templates(self) -> Iterator[tuple[str, Template]]:
         """``(customer_id, template)`` for every palm template of every active customer,
-        decrypted (for rebuilding the search index at start-up). Read page by page in short
+        decrypted, under :attr:`template_transform` (rows stored under another template key are
+        converted), for rebuilding the search index at start-up. Read page by page in short
         transactions, ordered by template id."""
+        target = self.template_transform
         last = ""
         while True:
             with self.db.session(readonly=True) as s:
@@ -194,5 +250,6 @@ class CustomerOperations(ServiceCore):
                 return
             for row in rows:
                 vector, code = self.vault.open_template(row)
-                yield row.customer_id, Template(vector, code)
+                yield row.customer_id, convert(Template(vector, code),
+                                               transform_of(self.vault, row.transform_id), target)
             last = rows[-1].id

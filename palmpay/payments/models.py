@@ -18,6 +18,7 @@ migration make the database refuse it too.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
@@ -44,12 +45,17 @@ from palmpay.payments.states import (
 )
 
 __all__ = [
+    "Merchant",
     "Customer",
     "Card",
     "PalmTemplate",
     "Payment",
     "Refund",
     "LedgerEntry",
+    "AuditEvent",
+    "AuthorizationIntent",
+    "ServiceInstance",
+    "IntentState",
     "new_token",
 ]
 
@@ -57,6 +63,17 @@ __all__ = [
 def new_token() -> str:
     """A card token: ``tok_`` + 24 random alphanumerics (nothing to do with the card number)."""
     return new_id("tok")
+
+
+class Merchant(Base):
+    """A tenant (migration ``0005_tenancy``): it owns API keys, customers, cards and payments;
+    an API key sees only its merchant's (:mod:`palmpay.payments.merchants`)."""
+
+    __tablename__ = "merchants"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class PalmTemplate(Base):
@@ -69,6 +86,9 @@ class PalmTemplate(Base):
     nonce: Mapped[bytes] = mapped_column(LargeBinary)
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: Template key of the cancelable transform the template is under (migration
+    #: ``0006_audit``; NULL: stored in clear before it). :mod:`palmpay.payments.cancelable`.
+    transform_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class Customer(Base):
@@ -83,6 +103,11 @@ class Customer(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     #: HMAC of the last 4 digits of the shopper's phone (narrows a search past N_safe).
     phone_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    #: When the retention policy deleted the palm templates (``palmpay retention apply``): the
+    #: customer can no longer pay by palm until enrolled again.
+    templates_purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: The merchant that enrolled the customer (NULL only in the schema: visible to no key).
+    merchant_id: Mapped[str | None] = mapped_column(ForeignKey("merchants.id"), index=True)
     #: Stored palm templates, counted by the database when first read (not loaded with the row,
     #: so a ``SELECT ... FOR UPDATE`` of the customer stays a plain row lock).
     template_count: Mapped[int] = column_property(
@@ -115,9 +140,10 @@ class Card(Base):
             "AND nonce IS NULL AND ciphertext IS NULL)",
             name="envelope",
         ),
-        # At most one active card per card number (fingerprint) across all customers.
+        # At most one active card per card number (fingerprint) among a merchant's customers.
         Index(
             "uq_cards_active_fingerprint",
+            "merchant_id",
             "fingerprint",
             unique=True,
             sqlite_where=text("status = 'active'"),
@@ -140,6 +166,8 @@ class Card(Base):
     ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: The customer's merchant.
+    merchant_id: Mapped[str | None] = mapped_column(ForeignKey("merchants.id"), index=True)
 
 
 class Payment(Base):
@@ -174,6 +202,8 @@ class Payment(Base):
     terminal: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: The customer's merchant (a terminal of another merchant never sees the payment).
+    merchant_id: Mapped[str | None] = mapped_column(ForeignKey("merchants.id"), index=True)
     card: Mapped[Card] = relationship(viewonly=True)
 
 
@@ -206,3 +236,69 @@ class LedgerEntry(Base):
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class IntentState(StrEnum):
+    """An authorisation intent is ``open`` from before the acquirer call until its payment row
+    is committed (``completed``) or nothing is left at the acquirer (``voided``)."""
+
+    OPEN = "open"
+    COMPLETED = "completed"
+    VOIDED = "voided"
+
+
+class AuthorizationIntent(Base):
+    """An acquirer authorisation about to be made, committed before the call (created by
+    migration ``0004_intents``; :mod:`palmpay.payments.intents`). ``id`` is the payment id the
+    authorisation will get, also the acquirer's idempotency reference; ``owner_id`` the
+    :class:`ServiceInstance` making it; ``idempotency_key_id`` the API claim it ran under."""
+
+    __tablename__ = "authorization_intents"
+    __table_args__ = (
+        CheckConstraint(check_in("state", IntentState), name="state"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"))
+    card_id: Mapped[str] = mapped_column(ForeignKey("cards.id"))
+    card_token: Mapped[str] = mapped_column(String(40))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    capture_method: Mapped[str] = mapped_column(String(12))
+    terminal: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    owner_id: Mapped[str] = mapped_column(String(40))
+    idempotency_key_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ServiceInstance(Base):
+    """One running API process (``palmpay.payments.instances``): a random id per start, its
+    host and pid, and a lease it renews while alive; ``stopped_at`` after a clean shutdown."""
+
+    __tablename__ = "service_instances"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(BigInteger)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    lease_expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AuditEvent(Base):
+    """One biometric or payment operation (migration ``0006_audit``; append-only, like the
+    ledger): who (API key id, ``cli`` or ``system``), what, on which object, the outcome, when.
+    Never a card number, a template, a name or phone digits (:mod:`palmpay.payments.audit`)."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(40))
+    object_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    outcome: Mapped[str] = mapped_column(String(40))

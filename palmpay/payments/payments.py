@@ -7,15 +7,18 @@ lifecycle, events and concurrency).
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from palmpay.db import new_id, utcnow
-from palmpay.payments import ledger
+from palmpay.payments import faults, intents, ledger
 from palmpay.payments.core import ServiceCore
 from palmpay.payments.errors import DECLINE_CODES, PaymentError
+from palmpay.payments.instances import InstanceRegistry
 from palmpay.payments.ledger import LedgerReport
+from palmpay.payments.merchants import owned_by
 from palmpay.payments.models import Payment, Refund
 from palmpay.payments.processor import ProcessorError
 from palmpay.payments.states import CaptureMethod, LedgerKind, PaymentStatus, RefundStatus
@@ -27,9 +30,12 @@ from palmpay.payments.validation import (
 )
 from palmpay.payments.views import PaymentView, RefundView
 
-__all__ = ["PaymentOperations"]
+__all__ = ["PaymentOperations", "decline_error"]
 
 log = logging.getLogger(__name__)
+
+#: Owner id of intents made outside a registered API instance (command line, tests).
+_PROCESS_OWNER = new_id("ins")
 
 _DECLINE_DETAIL = {
     "card_declined": "the card was declined",
@@ -60,14 +66,30 @@ def _acquirer_failed(payment_id: str, action: str, exc: ProcessorError) -> Payme
                         extra={"payment": payment_id})
 
 
+def decline_error(payment_id: str, decline: str) -> PaymentError:
+    """The error a declined payment answers with (also rebuilt when a crashed request's
+    declined payment is replayed)."""
+    code = decline if decline in DECLINE_CODES else "card_declined"
+    return PaymentError(code, _DECLINE_DETAIL[code],
+                        extra={"payment": payment_id, "decline_code": decline})
+
+
 class PaymentOperations(ServiceCore):
-    """Authorisation, capture, cancellation and refunds of payments."""
+    """Authorisation, capture, cancellation and refunds of payments.
+
+    ``instances``: the API process's :class:`~palmpay.payments.instances.InstanceRegistry`
+    (set by the API at start-up): the owner recorded on authorisation intents and the liveness
+    rule of their reconciliation.
+    """
+
+    instances: InstanceRegistry | None = None
 
     def _check_amount(self, amount: int | None) -> int | None:
         return None if amount is None else check_amount(amount, self.max_amount)
 
-    def _undo_at_acquirer(self, auth_code: str, captured: int) -> None:
-        """Best effort after a transaction that talked to the acquirer failed to commit."""
+    def _undo_at_acquirer(self, auth_code: str, captured: int) -> bool:
+        """Best effort after a transaction that talked to the acquirer failed to commit;
+        whether the undo succeeded."""
         try:
             if captured:
                 self.processor.refund(auth_code, captured)
@@ -75,9 +97,38 @@ class PaymentOperations(ServiceCore):
                 self.processor.void(auth_code)
             log.error("transaction failed after acquirer call; %s %s at the acquirer",
                       "refunded" if captured else "voided", auth_code)
+            return True
         except Exception:
             log.exception("transaction failed after acquirer call AND undoing %s failed: "
                           "reconcile with the acquirer", auth_code)
+            return False
+
+    @property
+    def owner_id(self) -> str:
+        """The instance id recorded on intents: the API's registered instance, else this
+        process's unregistered one."""
+        return self.instances.id if self.instances is not None else _PROCESS_OWNER
+
+    def reconciler(self) -> intents.IntentReconciler:
+        """Settles the open intents of dead owners (needs :attr:`instances` for liveness)."""
+        instances = self.instances
+
+        def alive(owner_id: str | None, since: datetime) -> bool:
+            if instances is None:
+                return owner_id == _PROCESS_OWNER
+            return instances.alive(owner_id, since)
+
+        return intents.IntentReconciler(self.db, self.processor, alive, self._emit)
+
+    def _abandon(self, payment_id: str, auth_code: str | None, captured: int) -> None:
+        """After a failure between the intent and the payment commit: undo the acquirer side
+        and void the intent. If the undo fails the intent stays open for reconciliation."""
+        if auth_code is not None and not self._undo_at_acquirer(auth_code, captured):
+            return
+        try:
+            intents.void_intent(self.db, payment_id)
+        except Exception:
+            log.exception("could not void intent %s; reconciliation will", payment_id)
 
     def authorize(
         self,
@@ -86,86 +137,74 @@ class PaymentOperations(ServiceCore):
         currency: str,
         capture_method: str = CaptureMethod.AUTOMATIC,
         terminal: str | None = None,
+        merchant_id: str | None = None,
     ) -> PaymentView:
         """Charge a customer's card: authorise, and for ``capture_method="automatic"`` capture
         at once (→ ``succeeded``); ``"manual"`` leaves it ``requires_capture``.
 
+        Crash-safe (:mod:`palmpay.payments.intents`): an authorisation intent is committed
+        before the acquirer is called with the payment id as its idempotency reference, and the
+        payment row, ledger entries and the intent's completion are committed together after.
+
         Validation errors: ``invalid_amount``, ``amount_too_large``, ``invalid_currency``,
-        ``invalid_request`` (capture method, terminal), ``customer_not_found``,
-        ``customer_deleted``. A decline stores a ``failed`` payment (with a ``decline`` ledger
-        entry), emits ``payment.failed`` and raises the decline code (``card_declined``,
+        ``invalid_request`` (capture method, terminal), ``customer_not_found`` (also for a
+        customer of another merchant than ``merchant_id``, when given), ``customer_deleted``.
+        A decline stores a ``failed`` payment (with a ``decline`` ledger entry), emits
+        ``payment.failed`` and raises the decline code (``card_declined``,
         ``insufficient_funds``, ``expired_card``) with ``extra={"payment": id,
-        "decline_code": ...}``. ``processor_error`` when the acquirer fails; nothing is stored
-        then.
+        "decline_code": ...}``. ``processor_error`` when the acquirer fails; nothing is
+        charged then (the intent is voided).
         """
         amount = check_amount(amount, self.max_amount)
         currency = check_currency(currency)
         method = check_capture_method(capture_method)
         terminal = check_terminal(terminal)
         payment_id = new_id("pay")
+        with self.db.session() as s:
+            customer = self._active_customer(s, customer_id)
+            if merchant_id is not None and not owned_by(customer.merchant_id, merchant_id):
+                raise PaymentError("customer_not_found", f"no customer {customer_id}",
+                                   extra={"customer": customer_id})
+            card = self._card_of(customer)
+            intents.record_intent(s, payment_id, card, amount, currency, method, terminal,
+                                  self.owner_id)
+        faults.reached("payment.after_intent")
         auth_code: str | None = None
         captured = 0
-        committed = False
-        decline: str | None = None
         try:
+            with self.vault.reveal(card) as pan:
+                result = self.processor.authorize(pan, card.exp_month, card.exp_year, amount,
+                                                  currency, reference=payment_id)
+            decline = None if result.approved else (result.decline_code or "card_declined")
+            if result.approved:
+                auth_code = result.auth_code
+                if auth_code is None:
+                    raise ProcessorError("approved without an authorisation code")
+                if method == CaptureMethod.AUTOMATIC:
+                    self.processor.capture(auth_code, amount)
+                    captured = amount
+            faults.reached("payment.after_acquirer")
             with self.db.session() as s:
-                customer = self._active_customer(s, customer_id)
-                card = self._card_of(customer)
-                with self.vault.reveal(card) as pan:
-                    result = self.processor.authorize(
-                        pan, card.exp_month, card.exp_year, amount, currency
-                    )
-                now = utcnow()
-                payment = Payment(
-                    id=payment_id, customer_id=customer_id, card_id=card.id, amount=amount,
-                    currency=currency, capture_method=method, terminal=terminal,
-                    amount_capturable=0, amount_received=0, amount_refunded=0,
-                    created_at=now, updated_at=now,
-                )  # fmt: skip
-                if not result.approved:
-                    decline = result.decline_code or "card_declined"
-                    payment.status = PaymentStatus.FAILED
-                    payment.decline_code = decline
-                    s.add(payment)
-                    s.flush()
-                    ledger.record(s, payment, LedgerKind.DECLINE, amount)
-                else:
-                    auth_code = result.auth_code
-                    if auth_code is None:
-                        raise ProcessorError("approved without an authorisation code")
-                    payment.status = PaymentStatus.REQUIRES_CAPTURE
-                    payment.auth_code = auth_code
-                    payment.amount_capturable = amount
-                    s.add(payment)
-                    s.flush()
-                    ledger.record(s, payment, LedgerKind.AUTHORIZATION, amount)
-                    if method == CaptureMethod.AUTOMATIC:
-                        self.processor.capture(auth_code, amount)
-                        captured = amount
-                        payment.status = PaymentStatus.SUCCEEDED
-                        payment.amount_capturable = 0
-                        payment.amount_received = amount
-                        ledger.record(s, payment, LedgerKind.CAPTURE, amount)
-                s.flush()
+                payment = intents.complete(s, payment_id, auth_code=auth_code,
+                                           captured=captured, decline_code=decline)
+                if payment is None:  # voided by a reconciler that took us for dead
+                    raise ProcessorError(f"intent {payment_id} was voided meanwhile")
                 view = PaymentView.model_validate(payment)
-            committed = True
         except ProcessorError as exc:
-            if auth_code and not committed:
-                self._undo_at_acquirer(auth_code, captured)
+            self._abandon(payment_id, auth_code, captured)
             log.error("acquirer error on payment %s for %s: %s", payment_id, customer_id, exc)
             raise PaymentError("processor_error", "the acquirer failed; nothing was charged",
                                extra={"customer": customer_id}) from None
         except BaseException:
-            if auth_code and not committed:
-                self._undo_at_acquirer(auth_code, captured)
+            self._abandon(payment_id, auth_code, captured)
             raise
+        faults.reached("payment.after_commit")
 
-        if decline is not None:
+        if view.status == PaymentStatus.FAILED:
+            decline = view.decline_code or "card_declined"
             log.info("payment %s declined (%s): %d %s", payment_id, decline, amount, currency)
             self._emit("payment.failed", view)
-            code = decline if decline in DECLINE_CODES else "card_declined"
-            raise PaymentError(code, _DECLINE_DETAIL[code],
-                               extra={"payment": payment_id, "decline_code": decline})
+            raise decline_error(payment_id, decline)
         log.info("payment %s %s: %d %s", payment_id, view.status, amount, currency)
         self._emit(f"payment.{view.status}", view)
         return view

@@ -92,6 +92,7 @@ def build_service(
     db = open_database(settings.resolved_database_url())
     vault = CardVault(keyring, keyring_loader=lambda: load_keyring(settings))
     if processor is None:
-        processor = SimulatedAcquirer(card_limit=settings.sim_card_limit)
+        processor = SimulatedAcquirer(card_limit=settings.sim_card_limit,
+                                      journal=settings.sim_acquirer_journal)
     log.debug("payment service on %s", db.backend)
     return PaymentService(db, vault, processor, on_event, max_amount=settings.max_payment_amount)

@@ -6,7 +6,8 @@ reads the row's columns and relationships, and timestamps become Unix seconds on
 (:data:`Unix`). The same object is what the HTTP API answers with (Stripe-like JSON: an
 ``object`` member naming the type, ``created`` in Unix seconds) and what webhooks deliver
 (:meth:`View.to_dict`), so every resource has one shape. Members only the service's callers
-need (a card's ``status``, a payment's ``terminal``, the consent time) are excluded from that
+need (a card's ``status``, a payment's ``terminal``, the consent time, the ``merchant`` of a
+customer or payment) are excluded from that
 JSON.
 """
 
@@ -83,6 +84,7 @@ class CustomerView(View):
     created: Unix = Field(validation_alias="created_at")
     deleted_at: Annotated[int | None, BeforeValidator(unix)] = None
     consent_at: datetime = Field(exclude=True)
+    merchant: str | None = Field(None, validation_alias="merchant_id", exclude=True)
 
     @computed_field  # type: ignore[prop-decorator]  # pydantic's documented stacking
     @property
@@ -122,6 +124,7 @@ class PaymentView(View):
     created: Unix = Field(validation_alias="created_at")
     card: CardView = Field(exclude=True)
     terminal: str | None = Field(exclude=True)
+    merchant: str | None = Field(None, validation_alias="merchant_id", exclude=True)
 
 
 class RefundView(View):

@@ -12,7 +12,8 @@ import palmpay.api.models  # noqa: F401 - registers the tables
 from palmpay.db import Base, _alembic_config, current_revision, make_engine, upgrade
 
 API_TABLES = {"api_keys", "idempotency_keys", "events", "webhook_endpoints",
-              "webhook_deliveries", "terminal_lockouts"}
+              "webhook_deliveries", "terminal_lockouts", "authorization_intents",
+              "service_instances", "merchants", "rate_limit_counters", "audit_events"}
 
 
 def test_migration_matches_models(db_url):

@@ -100,7 +100,9 @@ def _wait(predicate, timeout=15.0):
 
 
 def test_events_are_delivered_signed_with_retries(api_factory):
-    api = api_factory(webhook_backoff_s=0.1, webhook_poll_s=0.05, webhook_max_attempts=3)
+    # The receivers listen on 127.0.0.1: allowed only with webhook_allow_private (development).
+    api = api_factory(webhook_backoff_s=0.1, webhook_poll_s=0.05, webhook_max_attempts=3,
+                      webhook_allow_private=True)
     script = {"customer.created": [500, 200], "*": [200]}
     with Receiver(script) as good, Receiver({"*": [503]}) as down:
         endpoints = {}

@@ -3,7 +3,8 @@
 A synthetic shopper (hand A) enrolls through /kiosk/enroll with Chromium's fake camera playing
 a video of their hand, pays at /kiosk/checkout with another video of the same hand (another
 pose, 1280x720) and is declined above the simulated card limit. Another shopper (hand D,
-enrolled over the API) unenrolls at /kiosk/unenroll and can no longer pay. No test depends on
+enrolled over the API) unenrolls at /kiosk/unenroll with their palm and card digits and can no
+longer pay. No test depends on
 another's order (``make test-shuffled``).
 A never-enrolled hand is "Not recognised"; a denied or missing camera, a missing or refused key,
 a card number failing the Luhn check and phone digits that are not exactly four each show their
@@ -196,9 +197,17 @@ def api_calls(seen: PageWatch, path: str, method: str = "POST") -> list[dict[str
     return [h for m, url, h in seen.requests if m == method and url.split("?")[0].endswith(path)]
 
 
-def capture_palm_and_reach_card_form(page: Any, shots: Any = None) -> None:
-    """From the enroll start screen: palm frames → Continue (one hand) → consent → card form."""
+def give_consent(page: Any) -> None:
+    """From the enroll start screen: Start → consent ticked and accepted (the camera starts)."""
     page.click("#start")
+    wait_screen(page, "consent")
+    page.check("#consent-box")
+    page.click("#consent-form button[type=submit]")
+
+
+def capture_palm_and_reach_card_form(page: Any, shots: Any = None) -> None:
+    """From the enroll start screen: consent → palm frames → Continue (one hand) → card form."""
+    give_consent(page)
     wait_screen(page, "camera")
     if shots is not None:
         wait_progress(page, 2)
@@ -210,9 +219,6 @@ def capture_palm_and_reach_card_form(page: Any, shots: Any = None) -> None:
         check_layout(page)
         shots(page, "enroll-3-other-hand")
     page.click("#other-hand-skip")
-    wait_screen(page, "consent")
-    page.check("#consent-box")
-    page.click("#consent-form button[type=submit]")
     wait_screen(page, "card")
 
 
@@ -253,6 +259,15 @@ def enrolled(kiosk_server: Any, videos: dict, launch: Any, shots: Any) -> Enroll
     assert focus["id"] == "start", focus
     assert focus["style"] != "none" and focus["width"] >= 3, f"focus not visible: {focus}"
     page.keyboard.press("Enter")
+
+    wait_screen(page, "consent")
+    check_layout(page)
+    page.click("#consent-form button[type=submit]")  # not ticked yet
+    assert "tick the box" in text(page, "#consent-error")
+    shots(page, "enroll-4-consent")
+    page.check("#consent-box")
+    page.click("#consent-form button[type=submit]")
+
     wait_screen(page, "camera")
     assert page.get_attribute("#prompt", "aria-live") == "polite"
     wait_progress(page, 2)
@@ -263,14 +278,6 @@ def enrolled(kiosk_server: Any, videos: dict, launch: Any, shots: Any) -> Enroll
     check_layout(page)
     shots(page, "enroll-3-other-hand")
     page.click("#other-hand-skip")
-
-    wait_screen(page, "consent")
-    check_layout(page)
-    page.click("#consent-form button[type=submit]")  # not ticked yet
-    assert "tick the box" in text(page, "#consent-error")
-    shots(page, "enroll-4-consent")
-    page.check("#consent-box")
-    page.click("#consent-form button[type=submit]")
 
     wait_screen(page, "card")
     check_layout(page)
@@ -475,15 +482,12 @@ def test_enroll_both_hands(kiosk_server: Any, videos: dict, launch: Any) -> None
     page = browser.new_page(viewport=SMALL)
     seen = watch(page)
     page.goto(kiosk_server.url("enroll", kiosk_server.kiosk_key))
-    page.click("#start")
+    give_consent(page)
     wait_screen(page, "other-hand", CAPTURE_TIMEOUT_MS)
     first = text(page, "#other-hand-title")
     assert first in ("Your right palm is captured", "Your left palm is captured"), first
     page.click("#other-hand-add")
-    wait_screen(page, "consent", CAPTURE_TIMEOUT_MS)
-    page.check("#consent-box")
-    page.click("#consent-form button[type=submit]")
-    wait_screen(page, "card")
+    wait_screen(page, "card", CAPTURE_TIMEOUT_MS)
     page.fill("#customer-name", "Cy Both")
     page.fill("#card-number", "5555 5555 5555 4444")
     page.fill("#card-expiry", "0731")
@@ -503,6 +507,55 @@ def test_enroll_both_hands(kiosk_server: Any, videos: dict, launch: Any) -> None
     browser.close()
 
 
+# Test instrumentation (an init script): counts calls of getUserMedia in window.__camera.
+_CAMERA_SPY_JS = """
+(() => {
+  window.__camera = 0;
+  const media = navigator.mediaDevices;
+  if (!media) return;
+  const real = media.getUserMedia.bind(media);
+  media.getUserMedia = (constraints) => { window.__camera += 1; return real(constraints); };
+})();
+"""
+
+
+def test_no_camera_and_no_analysis_before_consent(
+    kiosk_server: Any, videos: dict, launch: Any
+) -> None:
+    """GDPR Art. 9 / BIPA: the camera is not requested and no frame is analysed until the
+    shopper has given consent; cancelling at the consent screen starts nothing either."""
+    browser = launch(videos["enroll_a"])
+    context = browser.new_context(viewport=SMALL)
+    context.add_init_script(_CAMERA_SPY_JS)
+    page = context.new_page()
+    seen = watch(page)
+    page.goto(kiosk_server.url("enroll", kiosk_server.kiosk_key))
+    wait_screen(page, "start")
+    page.click("#start")
+    wait_screen(page, "consent")
+    page.click("#consent-form button[type=submit]")  # not ticked: refused, still no camera
+    assert "tick the box" in text(page, "#consent-error")
+    page.click("#consent-cancel")
+    wait_screen(page, "start")
+    page.click("#start")
+    wait_screen(page, "consent")
+    assert not page.is_checked("#consent-box"), "consent must be given again after Cancel"
+    # Everything the page could have done on its own has had its chance: the consent screen is
+    # a second time up, after a refused submit and a cancel.
+    assert page.evaluate("window.__camera") == 0
+    assert page.evaluate("document.getElementById('video').srcObject") is None
+    assert api_calls(seen, "/v1/capture/analyze") == []
+
+    page.check("#consent-box")
+    page.click("#consent-form button[type=submit]")
+    wait_screen(page, "camera")
+    wait_progress(page, 1)  # frames are analysed only now
+    assert page.evaluate("window.__camera") == 1
+    assert api_calls(seen, "/v1/capture/analyze")
+    context.close()
+    browser.close()
+
+
 def test_camera_denied_or_missing_shows_a_clear_message(
     kiosk_server: Any, videos: dict, launch: Any, shots: Any
 ) -> None:
@@ -512,7 +565,7 @@ def test_camera_denied_or_missing_shows_a_clear_message(
     page = context.new_page()
     seen = watch(page)
     page.goto(kiosk_server.url("enroll", kiosk_server.kiosk_key))
-    page.click("#start")
+    give_consent(page)
     wait_screen(page, "camera-error")
     assert text(page, "#camera-error-title") == "Camera access is blocked"
     assert "allow camera access" in text(page, "#camera-error-text")
@@ -562,8 +615,9 @@ def test_without_a_valid_key_the_kiosk_says_so(
     page.goto(kiosk_server.url("unenroll", "pp_kiosk_not-a-real-key"))
     wait_screen(page, "form")
     page.fill("#customer-id", "cus_doesnotexist")
-    page.press("#customer-id", "Enter")
-    wait_screen(page, "key-rejected")
+    page.fill("#card-last4", "1234")
+    page.press("#card-last4", "Enter")
+    wait_screen(page, "key-rejected", CAPTURE_TIMEOUT_MS)
     shots(page, "key-rejected")
     assert page.evaluate("sessionStorage.length") == 0
     assert_clean(seen, "pp_kiosk_not-a-real-key")
@@ -642,7 +696,8 @@ def _enroll_over_api(kiosk_server: Any, seed: int) -> str:
 def test_unenroll_then_the_palm_no_longer_pays(
     kiosk_server: Any, videos: dict, launch: Any, shots: Any
 ) -> None:
-    """Hand D's customer is removed at the unenroll page; then hand D is not recognised."""
+    """Hand D's customer is removed at the unenroll page on the proof of hand D's palm and the
+    last 4 digits of its card (the id alone is not enough); then hand D is not recognised."""
     customer_id = _enroll_over_api(kiosk_server, HAND_D)
     browser = launch(videos["pay_d"])
     context = browser.new_context(viewport=SMALL)
@@ -651,17 +706,31 @@ def test_unenroll_then_the_palm_no_longer_pays(
     page.goto(kiosk_server.url("unenroll", kiosk_server.kiosk_key))
     wait_screen(page, "form")
     check_layout(page)
-    page.fill("#customer-id", "cus_nobody")
-    page.press("#customer-id", "Enter")
-    page.wait_for_function("() => document.getElementById('unenroll-error').textContent !== ''")
-    assert "No enrollment has this customer ID" in text(page, "#unenroll-error")
+    assert page.get_attribute("#card-last4", "inputmode") == "numeric"
+    assert page.get_attribute("#card-last4", "name") is None
     page.fill("#customer-id", customer_id)
+    page.fill("#card-last4", "32")
+    page.press("#card-last4", "Enter")
+    assert "exactly 4 digits" in text(page, "#unenroll-error")  # checked on the page
+    assert not api_calls(seen, "/unenroll")
+    # Wrong card digits: the palm is captured and sent; the server refuses without saying why.
+    page.fill("#card-last4", "0000")
+    page.press("#card-last4", "Enter")
+    wait_screen(page, "camera")
+    check_layout(page)
+    wait_screen(page, "form", CAPTURE_TIMEOUT_MS)
+    assert "could not verify" in text(page, "#unenroll-error")
+    assert len(api_calls(seen, f"/v1/customers/{customer_id}/unenroll")) == 1
+    page.fill("#customer-id", customer_id)
+    page.fill("#card-last4", "3222")  # the enrolled card 2223 0031 2200 3222
     shots(page, "unenroll-1-form")
-    page.press("#customer-id", "Enter")
-    wait_screen(page, "removed")
+    page.press("#card-last4", "Enter")
+    wait_screen(page, "camera")
+    shots(page, "unenroll-2-camera")
+    wait_screen(page, "removed", CAPTURE_TIMEOUT_MS)
     check_layout(page)
     assert text(page, "#removed-id") == customer_id
-    shots(page, "unenroll-2-removed")
+    shots(page, "unenroll-3-removed")
     with kiosk_server.state.db.session(readonly=True) as session:
         customer = session.get(Customer, customer_id)
         assert customer.status == "deleted" and customer.deleted_at is not None

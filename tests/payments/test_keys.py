@@ -94,10 +94,23 @@ def test_rotate_and_remove(tmp_path: Path) -> None:
         read_keyring_file(path).kek(original.active_kek_id)
 
 
-def test_group_readable_keyring_warns(tmp_path: Path, caplog) -> None:
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620, 0o602, 0o660])
+def test_keyring_open_to_group_or_others_is_refused(tmp_path: Path, mode: int) -> None:
+    """A keyring file that group or others may read or write stops the start-up with a clear
+    error (it used to only warn), whether it is named by PALMPAY_KEYRING_FILE or the dev one."""
     path = tmp_path / "k.json"
     write_keyring_file(path, generate_keyring())
-    path.chmod(0o644)
-    with caplog.at_level(logging.WARNING, logger="palmpay.payments.keys"):
+    path.chmod(mode)
+    with pytest.raises(KeyringError, match=r"group or others .*chmod 600"):
         read_keyring_file(path)
-    assert any("chmod 600" in r.getMessage() for r in caplog.records)
+    with pytest.raises(KeyringError, match="chmod 600"):
+        load_keyring(_settings(tmp_path, keyring_file=path))
+    dev_path = tmp_path / "data" / "keyring.json"
+    load_keyring(_settings(tmp_path, dev_mode=True))  # created 0600 in a 0700 folder
+    assert stat.S_IMODE(dev_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(dev_path.parent.stat().st_mode) == 0o700
+    dev_path.chmod(mode)
+    with pytest.raises(KeyringError, match="chmod 600"):
+        load_keyring(_settings(tmp_path, dev_mode=True))
+    path.chmod(0o400)  # read-only for the owner is fine
+    assert read_keyring_file(path).active_kek_id

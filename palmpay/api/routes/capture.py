@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, UploadFile
 
 from palmpay.api.deps import AnalyzeKey, Multipart, PalmsDep, SettingsDep
-from palmpay.api.images import read_images
+from palmpay.api.images import open_images
 from palmpay.api.schemas import AnalyzeOut, LandmarkOut, QualityOut
 
 __all__ = ["router"]
@@ -24,11 +24,11 @@ def analyze(
     image: Annotated[UploadFile, File(description="One camera frame.")],
 ) -> AnalyzeOut:
     """ROI status, quality gates, handedness and landmarks of one frame (nothing is stored)."""
-    [upload] = read_images([image], "image", settings)
-    result = palms.analyze(upload).frame
+    with open_images([image], "image", settings) as [upload]:
+        result = palms.analyze(upload).frame
+        height, width = upload.image.shape[:2]
     quality = result.quality
     hand = result.roi.hand
-    height, width = upload.image.shape[:2]
     return AnalyzeOut(
         ok=result.good,
         roi_status=result.roi.status.value,

@@ -6,13 +6,16 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 from palmpay.api.errors import problem_page
+from palmpay.api.schemas import Text
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["problems"])
 
 
-@router.get("/problems/{code}", response_class=HTMLResponse)
-def describe_problem(code: str) -> HTMLResponse:
+@router.get("/problems/{code}", response_class=HTMLResponse, responses={
+    404: {"description": "No such code: a page saying so.",
+          "content": {"text/html": {"schema": {"type": "string"}}}}})
+def describe_problem(code: Text) -> HTMLResponse:
     """The page behind a problem document's ``type`` URI."""
     return problem_page(code)

@@ -18,5 +18,7 @@ router = APIRouter(prefix="/v1/webhook_endpoints", tags=["admin"])
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=WebhookEndpointView)
 def create_webhook_endpoint(key: AdminKey, _json: Annotated[None, JsonBody], state: StateDep,
                             body: WebhookEndpointIn) -> WebhookEndpointView:
-    """Register a URL that receives every event, signed with ``PalmPay-Signature``."""
-    return create_endpoint(state.db, body.url)
+    """Register a URL that receives every event, signed with ``PalmPay-Signature``. Its host
+    must be a public internet address (422 ``webhook_url_refused`` otherwise)."""
+    return create_endpoint(state.db, body.url,
+                           allow_private=state.settings.webhook_allow_private)
