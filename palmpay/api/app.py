@@ -90,8 +90,8 @@ def build_state(
     """Build everything the routes share (blocking: loads models, migrates the database)."""
     dispatcher: WebhookDispatcher | None = None
 
-    def on_event(event_type: str, obj: dict) -> None:
-        record_event(service.db, event_type, obj)
+    def on_event(event_type: str, obj: dict, merchant: str | None) -> None:
+        record_event(service.db, event_type, obj, merchant)
         if dispatcher is not None:
             dispatcher.wake()
 

@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from palmpay.db import Base, BigIntId, UTCDateTime, check_in, utcnow
+from palmpay.payments.merchants import DEFAULT_MERCHANT_ID
 from palmpay.payments.models import Merchant  # noqa: F401 - api_keys.merchant_id refers to it
 
 __all__ = [
@@ -120,6 +121,8 @@ class Event(Base):
     type: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    #: The merchant that owns the event's object; only its endpoints receive it.
+    merchant_id: Mapped[str | None] = mapped_column(ForeignKey("merchants.id"), index=True)
 
 
 class WebhookEndpoint(Base):
@@ -130,6 +133,9 @@ class WebhookEndpoint(Base):
     secret: Mapped[str] = mapped_column(String(100))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: The merchant whose events the endpoint receives (``0005_tenancy``).
+    merchant_id: Mapped[str | None] = mapped_column(ForeignKey("merchants.id"), index=True,
+                                                    default=DEFAULT_MERCHANT_ID)
 
 
 class WebhookDelivery(Base):

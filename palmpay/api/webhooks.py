@@ -50,6 +50,7 @@ from palmpay.api.models import Event, WebhookDelivery, WebhookEndpoint
 from palmpay.config import Settings
 from palmpay.db import Database, new_id, utcnow
 from palmpay.payments.errors import PaymentError
+from palmpay.payments.merchants import DEFAULT_MERCHANT_ID
 from palmpay.payments.views import Unix, View
 
 __all__ = [
@@ -140,7 +141,8 @@ class WebhookEndpointView(View):
         None, repr=False, description="Signing secret; only in the creation response.")
 
 
-def create_endpoint(db: Database, url: str, *, allow_private: bool = False,
+def create_endpoint(db: Database, url: str, *, merchant: str = DEFAULT_MERCHANT_ID,
+                    allow_private: bool = False,
                     resolver: Resolver = system_resolver) -> WebhookEndpointView:
     """Register an endpoint; the returned view carries its signing secret (shown once).
 
@@ -153,7 +155,7 @@ def create_endpoint(db: Database, url: str, *, allow_private: bool = False,
                            extra={"field": "url"}) from None
     secret = "whsec_" + secrets.token_urlsafe(24)
     row = WebhookEndpoint(id=new_id("we"), url=url, secret=secret, enabled=True,
-                          created_at=utcnow())
+                          created_at=utcnow(), merchant_id=merchant)
     with db.session() as session:
         session.add(row)
     log.info("registered webhook endpoint %s", row.id)
@@ -170,16 +172,19 @@ def event_body(event_id: str, event_type: str, created: datetime, obj: dict[str,
 
 
 def record_event(db: Database, event_type: str, obj: dict[str, Any],
-                 now: datetime | None = None) -> str:
-    """Store an event and a pending delivery for every enabled endpoint; returns its id."""
+                 merchant: str | None = DEFAULT_MERCHANT_ID, now: datetime | None = None) -> str:
+    """Store an event of ``merchant`` and a pending delivery for every enabled endpoint of that
+    merchant (an event with ``merchant=None`` is delivered nowhere); returns its id."""
     now = now or utcnow()
     payload = json.loads(json.dumps(obj, default=str))
-    event = Event(id=new_id("evt"), type=event_type, payload=payload, created_at=now)
+    event = Event(id=new_id("evt"), type=event_type, payload=payload, created_at=now,
+                  merchant_id=merchant)
     with db.session() as session:
         session.add(event)
         session.flush()
         endpoints = session.scalars(
-            select(WebhookEndpoint.id).where(WebhookEndpoint.enabled.is_(True))
+            select(WebhookEndpoint.id).where(WebhookEndpoint.enabled.is_(True),
+                                             WebhookEndpoint.merchant_id == merchant)
         ).all()
         for endpoint_id in endpoints:
             session.add(WebhookDelivery(event_id=event.id, endpoint_id=endpoint_id, attempts=0,

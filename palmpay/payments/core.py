@@ -26,8 +26,9 @@ __all__ = ["EventHandler", "ServiceCore"]
 
 log = logging.getLogger(__name__)
 
-#: ``on_event(type, object)``: called after a commit with the view's JSON form.
-EventHandler = Callable[[str, dict], None]
+#: ``on_event(type, object, merchant)``: called after a commit with the view's JSON form and the
+#: id of the merchant that owns the object (webhooks go only to that merchant's endpoints).
+EventHandler = Callable[[str, dict, "str | None"], None]
 
 
 _Row = TypeVar("_Row", Customer, Payment)
@@ -59,11 +60,12 @@ class ServiceCore:
         self.on_event = on_event
         self.max_amount = max_amount
 
-    def _emit(self, event_type: str, view: View) -> None:
+    def _emit(self, event_type: str, view: View, merchant: str | None = None) -> None:
         if self.on_event is None:
             return
+        owner = merchant if merchant is not None else getattr(view, "merchant", None)
         try:
-            self.on_event(event_type, view.to_dict())
+            self.on_event(event_type, view.to_dict(), owner)
         except Exception:
             log.exception("on_event handler failed for %s (change already committed)", event_type)
 

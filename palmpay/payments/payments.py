@@ -307,8 +307,9 @@ class PaymentOperations(ServiceCore):
             payment.updated_at = utcnow()
             s.flush()
             view = RefundView.model_validate(refund)
+            merchant = payment.merchant_id
         log.info("refund %s of payment %s: %d %s", view.id, payment_id, give, view.currency)
-        self._emit("refund.created", view)
+        self._emit("refund.created", view, merchant)
         return view
 
     def get_payment(self, payment_id: str) -> PaymentView:

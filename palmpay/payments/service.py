@@ -29,11 +29,12 @@ two captures or refunds racing on one payment cannot over-capture or over-refund
 called inside the transaction; if the transaction then fails to commit, the service undoes the
 acquirer side (void or refund) and logs it.
 
-Events: ``on_event(type, object)`` is called after the commit with one of ``customer.created``,
-``customer.deleted``, ``payment.succeeded``, ``payment.requires_capture``, ``payment.canceled``,
-``payment.failed``, ``refund.created``; ``object`` is the view's ``to_dict()``, the API's JSON
-form of the object (Unix-second timestamps, an ``"object"`` member naming the type). An
-exception raised by ``on_event`` is logged, never propagated (the change is already committed).
+Events: ``on_event(type, object, merchant)`` is called after the commit with one of
+``customer.created``, ``customer.deleted``, ``payment.succeeded``, ``payment.requires_capture``,
+``payment.canceled``, ``payment.failed``, ``refund.created``; ``object`` is the view's
+``to_dict()``, the API's JSON form of the object (Unix-second timestamps, an ``"object"`` member
+naming the type), and ``merchant`` the id of the merchant that owns it. An exception raised by
+``on_event`` is logged, never propagated (the change is already committed).
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ class PaymentService(CustomerOperations, PaymentOperations):
     :param vault: encrypts card numbers and palm templates.
     :param processor: the acquirer (:class:`~palmpay.payments.processor.SimulatedAcquirer` in
         the demo and tests).
-    :param on_event: called after each commit with ``(type, object_dict)`` (module docstring).
+    :param on_event: called after each commit with ``(type, object_dict, merchant_id)`` (module
+        docstring).
     :param max_amount: largest amount one payment may authorise, in minor units
         (``PALMPAY_MAX_PAYMENT_AMOUNT``); above it ``amount_too_large``.
     """

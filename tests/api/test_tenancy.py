@@ -8,9 +8,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from alembic import command
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from palmpay.api.keys import authenticate, create_api_key
+from palmpay.api.models import Event, WebhookDelivery
+from palmpay.api.webhooks import create_endpoint
 from palmpay.db import _alembic_config, make_engine, upgrade
 from palmpay.payments.merchants import DEFAULT_MERCHANT_ID, create_merchant
 from tests.api.conftest import assert_problem
@@ -169,3 +171,18 @@ def test_upgrade_gives_existing_rows_to_the_default_merchant(db_url):
             assert conn.scalar(text("SELECT name FROM merchants")) == "Default merchant"
     finally:
         engine.dispose()
+
+
+def test_webhook_endpoints_receive_only_their_merchants_events(api):
+    b_merchant = _merchant_b(api)
+    db = api.state.db
+    at_a = create_endpoint(db, "http://127.0.0.1:9/a", allow_private=True).id
+    at_b = create_endpoint(db, "http://127.0.0.1:9/b", merchant=b_merchant,
+                           allow_private=True).id
+    assert api.enroll("ann", "visa").status_code == 201
+    assert api.enroll("bob", "mastercard", key="b_kiosk").status_code == 201
+    with db.session(readonly=True) as s:
+        rows = set(s.execute(select(Event.type, Event.merchant_id, WebhookDelivery.endpoint_id)
+                             .join(WebhookDelivery, WebhookDelivery.event_id == Event.id)).all())
+    assert rows == {("customer.created", DEFAULT_MERCHANT_ID, at_a),
+                    ("customer.created", b_merchant, at_b)}

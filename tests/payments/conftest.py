@@ -82,7 +82,7 @@ def events() -> list[tuple[str, dict]]:
 @pytest.fixture
 def service(db: Database, vault: CardVault, acquirer: SimulatedAcquirer,
             events: list) -> PaymentService:
-    return PaymentService(db, vault, acquirer, on_event=lambda t, o: events.append((t, o)))
+    return PaymentService(db, vault, acquirer, on_event=lambda t, o, _m: events.append((t, o)))
 
 
 @pytest.fixture

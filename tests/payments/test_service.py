@@ -348,7 +348,7 @@ def test_delete_customer(service: PaymentService, enroll, db, events) -> None:
 
 
 def test_event_handler_failure_does_not_undo(db, vault, acquirer, enroll) -> None:
-    def boom(_type: str, _obj: dict) -> None:
+    def boom(_type: str, _obj: dict, _merchant: str | None) -> None:
         raise RuntimeError("webhook queue down")
 
     svc = PaymentService(db, vault, acquirer, on_event=boom)

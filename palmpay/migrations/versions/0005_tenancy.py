@@ -41,7 +41,7 @@ depends_on = None
 #: The merchant that owns everything created before tenancy (the same constant as
 #: :data:`palmpay.payments.merchants.DEFAULT_MERCHANT_ID`; a migration never imports models).
 DEFAULT_MERCHANT_ID = "mer_default"
-_OWNED = ("api_keys", "customers", "cards", "payments")
+_OWNED = ("api_keys", "customers", "cards", "payments", "webhook_endpoints", "events")
 
 
 def upgrade() -> None:
