@@ -378,8 +378,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    from palmpay.payments.errors import PaymentError
+
     try:
         return args.func(args)
+    except PaymentError as err:  # a refused value, e.g. a key name with control characters
+        print(f"palmpay {args.command}: {err.code}: {err.detail}", file=sys.stderr)
+        return 2
     except (OSError, ValueError, RuntimeError) as err:
         print(f"palmpay {args.command}: {err}", file=sys.stderr)
         return 2
