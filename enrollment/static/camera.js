@@ -1,7 +1,7 @@
 // The camera: open it, show it, grab JPEG frames, and collect good palm frames by asking the
 // server (/v1/capture/analyze) about one frame every ~300 ms.
 
-import { api, ApiError, setText, showScreen, sleep } from "./common.js";
+import { api, ApiError, setText, showScreen, sleep, updateMeter } from "./common.js";
 import { isGood, promptFor, PROMPTS } from "./prompts.js";
 
 /** Why the camera could not be opened: denied | not_found | in_use | unknown. */
@@ -114,6 +114,22 @@ export function grabJpeg(video, canvas, quality = 0.9) {
     canvas.toBlob((blob) => (blob ? resolve(blob) : reject(new Error("toBlob failed"))),
       "image/jpeg", quality);
   });
+}
+
+/**
+ * The `onUpdate` of `collectPalm` that every page uses: the prompt in #prompt (left alone until
+ * `holdPromptUntil`, a performance.now() time, so a first instruction can be read), the "good
+ * frame" outline on #stage, and the progress meter.
+ */
+export function showPalmProgress({ holdPromptUntil = 0 } = {}) {
+  return ({ prompt, count, target, good }) => {
+    const shown = document.getElementById("prompt");
+    if (performance.now() >= holdPromptUntil && shown.textContent !== prompt) {
+      setText("prompt", prompt);
+    }
+    document.getElementById("stage").classList.toggle("good", good);
+    updateMeter(count, target);
+  };
 }
 
 /**

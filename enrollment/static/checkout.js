@@ -17,7 +17,7 @@
 import {
   ApiError, api, bootKiosk, setText, showKeyRejected, showScreen, sleep, updateMeter,
 } from "./common.js";
-import { collectPalm, startCamera, stopCamera } from "./camera.js";
+import { collectPalm, showPalmProgress, startCamera, stopCamera } from "./camera.js";
 import { currencyExponent, formatMinor, toMinorUnits } from "./money.js";
 
 /** Good frames sent with one payment. */
@@ -132,11 +132,7 @@ async function pay() {
       canvas,
       target: FRAMES_PER_PAYMENT,
       signal: state.abort.signal,
-      onUpdate: ({ prompt, count, target, good }) => {
-        if ($("prompt").textContent !== prompt) setText("prompt", prompt);
-        $("stage").classList.toggle("good", good);
-        updateMeter(count, target);
-      },
+      onUpdate: showPalmProgress(),
     }));
   } catch (err) {
     stopCapture();

@@ -13,7 +13,7 @@
 import {
   ApiError, api, bootKiosk, setText, showKeyRejected, showScreen, sleep, updateMeter,
 } from "./common.js";
-import { collectPalm, startCamera, stopCamera } from "./camera.js";
+import { collectPalm, showPalmProgress, startCamera, stopCamera } from "./camera.js";
 import {
   brandName, cardDigits, cardNumberProblem, parseExpiry, phoneLast4Problem,
 } from "./money.js";
@@ -132,13 +132,7 @@ async function capture(firstPrompt = null) {
       target: FRAMES_PER_HAND,
       excludeHand,
       signal: state.abort.signal,
-      onUpdate: ({ prompt, count, target, good }) => {
-        if (performance.now() >= keepFirstPromptUntil && $("prompt").textContent !== prompt) {
-          setText("prompt", prompt);
-        }
-        $("stage").classList.toggle("good", good);
-        updateMeter(count, target);
-      },
+      onUpdate: showPalmProgress({ holdPromptUntil: keepFirstPromptUntil }),
     });
   } catch (err) {
     stopCapture();

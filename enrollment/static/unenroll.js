@@ -9,7 +9,7 @@
 
 import { ApiError, api, bootKiosk, setText, showKeyRejected, showScreen, updateMeter } from
   "./common.js";
-import { collectPalm, startCamera, stopCamera } from "./camera.js";
+import { collectPalm, showPalmProgress, startCamera, stopCamera } from "./camera.js";
 
 /** Good frames sent with the proof. */
 const FRAMES = 4;
@@ -74,11 +74,7 @@ async function capture() {
       canvas,
       target: FRAMES,
       signal: state.abort.signal,
-      onUpdate: ({ prompt, count, target, good }) => {
-        if ($("prompt").textContent !== prompt) setText("prompt", prompt);
-        $("stage").classList.toggle("good", good);
-        updateMeter(count, target);
-      },
+      onUpdate: showPalmProgress(),
     }));
   } catch (err) {
     stopCapture();
