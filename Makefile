@@ -3,10 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-# Every install is from a hashed lock of the whole tree (requirements.lock and locks/mediapipe-
+# Every install is from a hashed lock of the whole tree (requirements.txt and locks/mediapipe-
 # reference.txt, written by `make lock`);
 # pyproject.toml keeps its ranges for people who install palmpay into their own environment.
-LOCK     := requirements.lock
+LOCK     := requirements.txt
 MP_LOCK  := locks/mediapipe-reference.txt
 PIP_LOCKED := --quiet --disable-pip-version-check --no-deps --require-hashes --only-binary=:all:
 # uv only resolves the lock (`make lock`); installing needs nothing but the venv's own pip.

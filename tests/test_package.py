@@ -21,7 +21,7 @@ from palmpay import assets
 from palmpay.config import Settings
 
 REPO = Path(__file__).resolve().parents[1]
-LOCK = REPO / "requirements.lock"
+LOCK = REPO / "requirements.txt"
 PIP_QUIET = ["--quiet", "--disable-pip-version-check"]
 # Not copied for the build: local state, caches and earlier build output.
 _NOT_SOURCES = shutil.ignore_patterns(
