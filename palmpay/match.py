@@ -3,8 +3,9 @@
 :func:`code_scores` compares packed codes (:attr:`palmpay.embed.Template.code`): for each probe
 and gallery code, 1 − the normalised Hamming distance between the probe's centre and the best
 window of the gallery code within ±``max_shift`` cells. It has two exact paths with identical
-results, chosen by the number of probes: an XOR/popcount path for the live case (a few probes
-against a shortlist) and a BLAS path for evaluation (thousands against thousands).
+results, chosen by the number of probes: a vectorised XOR/popcount path over 64-bit words for
+the live case (a few probes against a shortlist: ≈ 1 ms for 250 gallery codes, 49 shifts, on
+one core) and a BLAS path for evaluation (thousands against thousands).
 
 The stage after :mod:`palmpay.embed` (it reads the code layout from there); used by
 :mod:`palmpay.index` for the re-rank and by :mod:`palmpay.evaluate` for all-pairs scoring.
@@ -24,8 +25,9 @@ __all__ = [
     "unpack_codes",
 ]
 
-#: Up to this many probes, :func:`code_scores` uses the XOR/popcount path instead of BLAS.
-POPCOUNT_MAX_PROBES = 4
+#: Up to this many probes, :func:`code_scores` uses the XOR/popcount path instead of BLAS
+#: (measured on 2 cores, 250 gallery codes: 16 probes 17 ms popcount vs 28 ms BLAS).
+POPCOUNT_MAX_PROBES = 16
 
 
 def unpack_codes(codes: np.ndarray, grid: tuple[int, int] | None = None) -> np.ndarray:
@@ -68,13 +70,15 @@ def _row_words(bits: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(packed).view(np.uint64)
 
 
-def _popcount_scores(
+def _loop_scores(
     probe_codes: np.ndarray,
     gallery_codes: np.ndarray,
     max_shift: int,
     grid: tuple[int, int] | None,
     mask: np.ndarray | None = None,
 ) -> np.ndarray:
+    """The first XOR/popcount path, one shift and one probe at a time (≈ 40 µs per gallery
+    code). Kept as a reference for :func:`_word_scores`; unpacks every gallery code."""
     probe = _unpack_bits(probe_codes, grid)
     gallery = _unpack_bits(gallery_codes, grid)
     _, h, w, k = probe.shape
@@ -94,6 +98,106 @@ def _popcount_scores(
                     centre = centre ^ mask_columns[0, dy : dy + ch]
                 distance = np.bitwise_count(window ^ centre).sum(axis=(1, 2), dtype=np.int64)
                 np.minimum(best[row], distance, out=best[row])
+    return (1.0 - best / n_bits).astype(np.float32)
+
+
+def _grid_of(code_bytes: int, grid: tuple[int, int] | None) -> tuple[int, int]:
+    if grid is not None:
+        return grid
+    side = int(round(np.sqrt(code_bytes * 8 // BITS_PER_CELL)))
+    return side, side
+
+
+def _gallery_words(codes: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """(G, B) packed codes → (H · words-per-row, G) uint64, grid rows padded to whole words.
+
+    When a grid row is a whole number of 64-bit words (32 × 6 bits = 3 words: the committed
+    model), the packed bytes already are that layout and only a transpose is made; otherwise the
+    codes are unpacked and repacked row by row."""
+    h, w = grid
+    row_bits = w * BITS_PER_CELL
+    if row_bits % 64 == 0 and codes.shape[1] * 8 == h * row_bits:
+        words = np.ascontiguousarray(codes).view(np.uint64)
+    else:
+        words = _row_words(_unpack_bits(codes, grid)).reshape(len(codes), -1)
+    return np.ascontiguousarray(words.T)
+
+
+def _placed_probes(
+    probe_codes: np.ndarray, grid: tuple[int, int], s: int, mask: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Each probe's centre placed at every horizontal shift, and the windows' masks.
+
+    :returns: ``placed`` (P, n, n or 1, ch · wpr) uint64: for horizontal shift ``dx`` (and, with
+        a ``mask``, vertical shift ``dy``), the probe's centre rows written at column ``dx`` of
+        zero rows (XORed with the mask's window at that shift when given); ``windows``
+        (n, H · wpr) uint64: the bits of columns ``dx .. dx + cw`` of every grid row; ``wpr``,
+        the words per grid row. ``n = 2s + 1``."""
+    bits = _unpack_bits(probe_codes, grid)
+    n_probe, h, w, k = bits.shape
+    ch, cw, n = h - 2 * s, w - 2 * s, 2 * s + 1
+    rows = np.zeros((n_probe, n, ch, w, k), np.uint8)
+    window = np.zeros((n, 1, w, k), np.uint8)
+    for dx in range(n):
+        rows[:, dx, :, dx : dx + cw] = bits[:, s : s + ch, s : s + cw]
+        window[dx, :, dx : dx + cw] = 1
+    placed = _row_words(rows.reshape(n_probe * n, ch, w, k))
+    wpr = placed.shape[-1]
+    placed = placed.reshape(n_probe, n, 1, ch * wpr)
+    windows = np.tile(_row_words(window), (1, h, 1)).reshape(n, h * wpr)
+    if mask is not None:  # the probe as the masked gallery sees it at (dx, dy)
+        mask_words = _row_words(_unpack_bits(mask.reshape(1, -1), grid)).reshape(h * wpr)
+        seen = windows & mask_words
+        shifted = np.stack([seen[:, dy * wpr : (dy + ch) * wpr] for dy in range(n)], axis=1)
+        placed = placed ^ shifted[None]
+    return placed, windows, wpr
+
+
+def _word_scores(
+    probe_codes: np.ndarray,
+    gallery_codes: np.ndarray,
+    max_shift: int,
+    grid: tuple[int, int] | None,
+    mask: np.ndarray | None = None,
+    chunk: int = 2048,
+) -> np.ndarray:
+    """The vectorised XOR/popcount path: every shift of every gallery code in a few numpy calls.
+
+    For horizontal shift ``dx`` the gallery words are ANDed with the window of columns
+    ``dx .. dx + cw`` (``G & W``); the vertical shifts ``dy`` are then views of consecutive grid
+    rows of that, and the distance at (dx, dy) is ``popcount((G & W)[rows dy..] ^ placed_dx)``
+    summed over words, because the placed probe is zero outside the window:
+    ``(G ^ placed) & W == (G & W) ^ placed``. A cancelable mask ``m`` (gallery rows ``C ⊕ m``)
+    is undone by XORing each placed probe with ``m`` restricted to its window:
+    ``(C ⊕ m) & W ⊕ (p ⊕ m) & W == (C ⊕ p) & W``. Scores equal :func:`_loop_scores` exactly."""
+    grid = _grid_of(probe_codes.shape[1], grid)
+    s = _check_shift(max_shift, *grid)
+    h, w = grid
+    ch, cw, n = h - 2 * s, w - 2 * s, 2 * s + 1
+    n_bits = ch * cw * BITS_PER_CELL
+    placed, windows, wpr = _placed_probes(probe_codes, grid, s, mask)
+    length = ch * wpr
+    total = np.uint16 if length * 64 < 2**16 else np.int64
+    best = np.empty((len(probe_codes), len(gallery_codes)), np.int64)
+    for g0 in range(0, len(gallery_codes), chunk):
+        words = _gallery_words(gallery_codes[g0 : g0 + chunk], grid)  # (H·wpr, G)
+        n_g = words.shape[1]
+        masked = np.empty_like(words)
+        step = masked.strides[0]
+        view = np.lib.stride_tricks.as_strided(
+            masked, (n, length, n_g), (wpr * step, step, masked.strides[1]), writeable=False)
+        xor = np.empty((n, length, n_g), np.uint64)
+        ones = np.empty((n, length, n_g), np.uint8)
+        distance = np.empty((n, n_g), total)
+        block = best[:, g0 : g0 + n_g]
+        block.fill(n_bits)
+        for dx in range(n):
+            np.bitwise_and(words, windows[dx][:, None], out=masked)
+            for p, probe in enumerate(placed[:, dx]):  # (1 or n, length)
+                np.bitwise_xor(view, probe[:, :, None], out=xor)
+                np.bitwise_count(xor, out=ones)
+                ones.sum(axis=1, dtype=total, out=distance)
+                np.minimum(block[p], distance.min(axis=0), out=block[p])
     return (1.0 - best / n_bits).astype(np.float32)
 
 
@@ -128,10 +232,13 @@ def code_scores(
 
     Implementation, two exact paths with identical results:
 
-    - few probes (≤ :data:`POPCOUNT_MAX_PROBES`, the live 1:shortlist case): each code row is
-      packed into 64-bit words once per horizontal shift, and the Hamming distance is
-      ``bitwise_count`` of the XOR of the probe centre with each gallery window — no float
-      copies and no BLAS threads (which cost more than they save on such small products);
+    - few probes (≤ :data:`POPCOUNT_MAX_PROBES`, the live 1:shortlist case): the gallery
+      codes stay packed as stored, read as 64-bit words; for each horizontal shift the probe's
+      centre is placed at that offset in zero rows, the gallery words are ANDed with that
+      window's mask, and every vertical shift is a view of consecutive rows, so the distances
+      of all shifts of all gallery codes are one ``bitwise_xor``, one ``bitwise_count`` and
+      one sum per horizontal shift — no float copies and no BLAS threads (see
+      :func:`_word_scores`);
     - many probes (evaluation): bits become ±1 floats, so for each shift
       ``dot = n − 2·hamming`` is one matrix product ``P_centre @ G_window.T`` (multithreaded
       BLAS), kept as a running maximum. All-pairs Tongji (3000 × 3000, 49 shifts, 4056 bits
@@ -147,6 +254,8 @@ def code_scores(
         )
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
+    if probe_codes.dtype != np.uint8 or gallery_codes.dtype != np.uint8:
+        raise ValueError(f"codes must be uint8, got {probe_codes.dtype}, {gallery_codes.dtype}")
     n_probe, n_gallery = len(probe_codes), len(gallery_codes)
     out = np.empty((n_probe, n_gallery), np.float32)
     if n_probe == 0 or n_gallery == 0:
@@ -156,7 +265,7 @@ def code_scores(
         if mask.size != probe_codes.shape[1]:
             raise ValueError(f"mask has {mask.size} bytes, codes {probe_codes.shape[1]}")
     if n_probe <= POPCOUNT_MAX_PROBES:
-        return _popcount_scores(probe_codes, gallery_codes, max_shift, grid, mask)
+        return _word_scores(probe_codes, gallery_codes, max_shift, grid, mask, chunk)
     probe_pm = unpack_codes(probe_codes, grid)
     _, h, w, k = probe_pm.shape
     s = _check_shift(max_shift, h, w)

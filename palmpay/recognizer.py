@@ -121,7 +121,8 @@ class Recognizer:
         self.pipeline = pipeline or Pipeline(self.settings, extractor, embedder)
         if index is None:
             model = self.pipeline.embedder
-            index = PalmIndex(model.dim, model.code_bytes, max_shift=model.max_shift)
+            index = PalmIndex.from_settings(self.settings, model.dim, model.code_bytes,
+                                            max_shift=model.max_shift)
         self.index = index
         self._operating_point: decision.OperatingPoint | None = None
 
