@@ -151,7 +151,7 @@ def change_between(a: np.ndarray, b: np.ndarray, hand_a: Hand, hand_b: Hand) -> 
     x0, y0, x1, y1 = min(ax0, bx0), min(ay0, by0), max(ax1, bx1), max(ay1, by1)
     if x1 - x0 < 4 or y1 - y0 < 4:
         return math.inf
-    crops = [cv2.GaussianBlur(_grey(f)[y0:y1, x0:x1].astype(np.float32), (0, 0), BLUR_SIGMA)
+    crops = [cv2.GaussianBlur(_grey(f[y0:y1, x0:x1]).astype(np.float32), (0, 0), BLUR_SIGMA)
              for f in (a, b)]
     return float(np.mean(np.abs(crops[0] - crops[1])))
 
@@ -202,13 +202,19 @@ def moire_peak(frame: np.ndarray, hand: Hand) -> float:
     fx = (np.arange(w) - w // 2) / w
     radius = np.hypot(*np.meshgrid(fx, fy))
     band = radius >= MOIRE_MIN_FREQ
-    # Radial median in rings of one frequency bin: the natural fall-off to compare with.
+    # Radial median in rings of one frequency bin: the natural fall-off to compare with. The
+    # peak over a ring minus its median, largest over the rings (one sort for all of them).
     ring = np.minimum((radius * min(h, w)).astype(int), min(h, w) // 2)
-    excess = np.zeros_like(spectrum)
-    for r in np.unique(ring[band]):
-        sel = band & (ring == r)
-        excess[sel] = spectrum[sel] - np.median(spectrum[sel])
-    return float(excess[band].max()) if band.any() else 0.0
+    if not band.any():
+        return 0.0
+    rings, values = ring[band], spectrum[band]
+    ordered = values[np.lexsort((values, rings))]
+    counts = np.bincount(rings)
+    counts = counts[counts > 0]
+    starts = np.cumsum(counts) - counts
+    low, high = starts + (counts - 1) // 2, starts + counts // 2
+    medians = (ordered[low] + ordered[high]) / 2  # np.median's: the middle, or the two's mean
+    return float((ordered[starts + counts - 1] - medians).max())
 
 
 def glare_fraction(frame: np.ndarray, hand: Hand) -> float:

@@ -59,3 +59,16 @@ def test_no_hand_and_given_roi(pipeline):
                           interpolation=cv2.INTER_AREA)
     np.testing.assert_array_equal(given.roi.roi, expected)
     assert len(pipeline.templates([given])) == 1
+
+
+def test_a_presentation_tracks_with_its_own_hand_track(pipeline):
+    from palmpay.roi import HandTrack
+
+    clip = synth.presentation_frames(synth.HandIdentity.from_seed(5), 8, seed=5,
+                                     enter_fraction=0.0, leave_fraction=0.0)[::2]
+    track = HandTrack()
+    analyses = [pipeline.analyze(frame, track=track) for frame in clip]
+    assert all(a.good for a in analyses)
+    assert (track.frames, track.detections) == (4, 1)
+    pipeline.reset()  # the pipeline's own track is another one
+    assert pipeline.analyze(clip[0], track=True).good and track.frames == 4

@@ -19,9 +19,12 @@ TIFF, a lossless WebP of one colour). Each file goes through:
    whole process; others wait for a slot up to ``decode_wait_s``, then get 503 ``server_busy``
    (with ``Retry-After``). The slot is held for as long as the decoded images live (decode and
    the palm pipeline), so a burst of large uploads queues instead of adding up.
-5. :func:`decode`: ``cv2.imdecode`` into BGR uint8 (EXIF orientation applied, as before); a
-   result whose size differs from the header (a lying header) or no result (truncated,
-   corrupt) → 422 ``invalid_image``.
+5. :func:`decode`: ``cv2.imdecode`` into BGR uint8 (EXIF orientation applied, as before), a
+   JPEG optionally at 1/2, 1/4 or 1/8 scale (``reduce``: the checkout decodes later frames of
+   a large-palmed presentation so, :meth:`palmpay.api.palms.PalmDirectory.probe_live`); a
+   result whose size differs from the header's (a lying header) or no result (truncated,
+   corrupt) → 422 ``invalid_image``. :mod:`.images` decodes each file when it is first used,
+   still inside the slot.
 
 Memory per slot is about 3 bytes × ``max_request_pixels`` held plus about 3 bytes × the largest
 image while it is decoded (OpenCV copies its result into a numpy array), so about 6 bytes ×
@@ -50,10 +53,11 @@ import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from palmpay.config import Settings
+from palmpay.cputime import stage
 from palmpay.payments.errors import PaymentError
 
-__all__ = ["ALLOWED", "ImageHeader", "check_request", "decode", "decode_slot", "read_header",
-           "sniff"]
+__all__ = ["ALLOWED", "REDUCED_FLAGS", "ImageHeader", "check_request", "decode", "decode_slot",
+           "read_header", "sniff"]
 
 log = logging.getLogger(__name__)
 
@@ -228,17 +232,30 @@ def check_request(headers: Sequence[ImageHeader], field_name: str, settings: Set
                            extra={"image": field_name, "limit": limit})
 
 
-def decode(data: bytes, header: ImageHeader, label: str, where: Mapping[str, Any]
-           ) -> np.ndarray:
+#: JPEG decode scales (libjpeg's DCT scaling): 1/2, 1/4, 1/8 of each side.
+REDUCED_FLAGS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+                 8: cv2.IMREAD_REDUCED_COLOR_8}
+
+
+def decode(data: bytes, header: ImageHeader, label: str, where: Mapping[str, Any],
+           reduce: int = 1) -> np.ndarray:
     """Decode a file whose header passed :func:`read_header` into BGR uint8 (call inside
-    :func:`decode_slot`)."""
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    :func:`decode_slot`; CPU time counted as stage ``decode``, :mod:`palmpay.cputime`).
+
+    ``reduce`` (2, 4 or 8, JPEG only) decodes at that fraction of each side, ceil(side /
+    reduce) pixels, in the DCT: fewer pixels made, not made and thrown away."""
+    if reduce != 1 and (reduce not in REDUCED_FLAGS or header.kind != "jpeg"):
+        raise ValueError(f"reduce={reduce}: only 2, 4 or 8, and only for JPEG")
+    with stage("decode"):
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), REDUCED_FLAGS.get(reduce,
+                                                                              cv2.IMREAD_COLOR))
     if image is None or image.size == 0:
         raise _problem("invalid_image", f"{label} could not be decoded as "
                        f"{header.kind.upper()}", where)
-    if sorted(image.shape[:2]) != sorted((header.width, header.height)):
-        log.warning("422: %s decoded to %dx%d, header said %dx%d", label, image.shape[1],
-                    image.shape[0], header.width, header.height)
+    expected = (-(-header.width // reduce), -(-header.height // reduce))
+    if sorted(image.shape[:2]) != sorted(expected):
+        log.warning("422: %s decoded to %dx%d, header said %dx%d (1/%d)", label, image.shape[1],
+                    image.shape[0], header.width, header.height, reduce)
         raise _problem("invalid_image", f"{label} does not match its own header", where)
     return image
 

@@ -15,9 +15,12 @@ Before anything is decoded, every file of the field is checked, in this order:
 4. the whole field above ``max_request_pixels`` → 413 (:func:`~palmpay.api.decode.check_request`).
 
 Then one of the process's ``decode_workers`` slots is taken (503 ``server_busy`` after
-``decode_wait_s``), the files are decoded to BGR uint8 (truncated, corrupt or not matching their
-header → 422 ``invalid_image``), and the slot is held until the ``with`` block ends, when the
-decoded images are dropped. Problems name the part (``image``: ``<field>[<n>]``) and the file.
+``decode_wait_s``), the files are read, and the slot is held until the ``with`` block ends, when
+the images are dropped. Each file is decoded to BGR uint8 when :attr:`UploadedImage.image` (or
+:meth:`UploadedImage.reduced`) is first used inside the block (truncated, corrupt or not
+matching its header → 422 ``invalid_image`` then), so a checkout that has its good frames
+before the last file never decodes the rest. Problems name the part (``image``:
+``<field>[<n>]``) and the file.
 """
 
 from __future__ import annotations
@@ -25,12 +28,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import numpy as np
 from fastapi import UploadFile
 
-from palmpay.api.decode import ImageHeader, check_request, decode, decode_slot, read_header
+from palmpay.api.decode import (
+    REDUCED_FLAGS,
+    ImageHeader,
+    check_request,
+    decode,
+    decode_slot,
+    read_header,
+)
 from palmpay.config import Settings
 from palmpay.payments.errors import PaymentError
 
@@ -39,17 +48,65 @@ __all__ = ["UploadedImage", "decode_image", "open_images"]
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
 class UploadedImage:
-    """A decoded upload: ``part`` is ``<field>[<n>]``, ``image`` BGR uint8."""
+    """An upload whose header passed the checks: ``part`` is ``<field>[<n>]``, :attr:`image`
+    its pixels (BGR uint8), decoded on first use; :meth:`reduced` a JPEG at 1/2, 1/4 or 1/8
+    scale. Use it only inside the :func:`open_images` block (the decode slot)."""
 
-    part: str
-    filename: str
-    image: np.ndarray = field(repr=False)
+    __slots__ = ("_data", "_decoded", "_reduced", "filename", "header", "part")
+
+    def __init__(self, part: str, filename: str, data: bytes, header: ImageHeader) -> None:
+        self.part = part
+        self.filename = filename
+        self.header = header
+        self._data = data
+        self._decoded: np.ndarray | None = None
+        self._reduced: dict[int, np.ndarray] = {}
+
+    def __repr__(self) -> str:
+        return (f"UploadedImage({self.part!r}, {self.filename!r}, {self.header.kind} "
+                f"{self.header.width}x{self.header.height})")
 
     @property
     def label(self) -> str:
-        return f"{self.part} ({self.filename})" if self.filename else self.part
+        return _label(self.part, self.filename)
+
+    @property
+    def image(self) -> np.ndarray:
+        """The whole image, BGR uint8 (decoded on first use; 422 ``invalid_image`` if it does
+        not decode to its header's size)."""
+        if self._decoded is None:
+            self._decoded = self._decode(1)
+        return self._decoded
+
+    def can_reduce(self, factor: int) -> bool:
+        """Whether :meth:`reduced` can decode at 1/``factor`` (JPEG, 2, 4 or 8)."""
+        return self.header.kind == "jpeg" and factor in REDUCED_FLAGS and bool(self._data)
+
+    def reduced(self, factor: int) -> np.ndarray:
+        """The image at 1/``factor`` of each side (ceil), decoded so by libjpeg (see
+        :meth:`can_reduce`); ``factor`` 1 is :attr:`image`."""
+        if factor == 1:
+            return self.image
+        if factor not in self._reduced:
+            self._reduced[factor] = self._decode(factor)
+        return self._reduced[factor]
+
+    def release(self, keep_image: bool = False) -> None:
+        """Drop the bytes and pixels (the slot is given back); with ``keep_image`` decode
+        :attr:`image` first and keep it."""
+        if keep_image:
+            self.image  # noqa: B018  (decoded now, kept)
+        else:
+            self._decoded = None
+        self._data = b""
+        self._reduced.clear()
+
+    def _decode(self, factor: int) -> np.ndarray:
+        if not self._data:
+            raise RuntimeError(f"{self.label} was used after its decode slot was released")
+        where = {"image": self.part, "filename": self.filename}
+        return decode(self._data, self.header, self.label, where, reduce=factor)
 
 
 def _label(part: str, filename: str) -> str:
@@ -67,18 +124,16 @@ def _checked(data: bytes, part: str, filename: str, settings: Settings) -> Image
     return read_header(data, label, where, settings)
 
 
-def _decoded(data: bytes, header: ImageHeader, part: str, filename: str) -> UploadedImage:
-    where = {"image": part, "filename": filename}
-    return UploadedImage(part, filename, decode(data, header, _label(part, filename), where))
-
-
 def decode_image(data: bytes, part: str, filename: str, settings: Settings) -> UploadedImage:
     """Check and decode one file on its own (every check of :func:`open_images`, the slot
-    held only while decoding; for callers that keep a single small image)."""
+    held only while decoding; for callers that keep a single small image): its pixels stay,
+    its bytes go, so only :attr:`UploadedImage.image` can be used afterwards."""
     header = _checked(data, part, filename, settings)
     check_request([header], part, settings)
     with decode_slot(settings):
-        return _decoded(data, header, part, filename)
+        upload = UploadedImage(part, filename, data, header)
+        upload.release(keep_image=True)
+        return upload
 
 
 def _read(upload: UploadFile, settings: Settings) -> bytes:
@@ -109,7 +164,9 @@ def open_images(uploads: Sequence[UploadFile], field_name: str, settings: Settin
     with decode_slot(settings):
         try:
             for upload, header, (part, filename) in zip(uploads, headers, parts, strict=True):
-                images.append(_decoded(_read(upload, settings), header, part, filename))
+                images.append(UploadedImage(part, filename, _read(upload, settings), header))
             yield images
         finally:
-            images.clear()  # the arrays go with the slot
+            for image in images:
+                image.release()  # the bytes and arrays go with the slot
+            images.clear()

@@ -11,7 +11,8 @@ Pipeline (MediaPipe Hands, run with onnxruntime; models built by ``models/build_
 3. :class:`HandLandmarker` warps that rectangle to 224x224, runs the landmark model and maps the 21
    landmarks back to frame pixels (:class:`Hand`). In video (:meth:`PalmRoiExtractor.track`) the
    next frame's rectangle comes from the previous landmarks (:func:`landmarks_rect`), so the
-   detector only runs when tracking is lost.
+   detector only runs when tracking is lost (:func:`lost_track`); a :class:`HandTrack` holds
+   one presentation's track, so concurrent presentations each keep their own.
 4. :func:`palm_roi` cuts a square aligned with the palm's own axes from the wrist and the index,
    middle and pinky finger bases, fingers up, left hands mirrored so every ROI looks like a right
    palm, 128x128 grayscale with CLAHE contrast normalisation.
@@ -35,11 +36,13 @@ Pose gates (status ``BAD_POSE``), all from the landmarks, thresholds below as mo
 
 from palmpay.roi.extractor import (
     ROI_SIZE,
+    HandTrack,
     PalmRoiExtractor,
     RoiResult,
     RoiStatus,
     as_bgr,
     check_image,
+    lost_track,
     palm_roi,
     separate_boxes,
 )
@@ -53,6 +56,8 @@ from palmpay.roi.hand import (
     palm_width_px,
     pose_problem,
     rect_to_crop_matrix,
+    scale_hand,
+    scale_rect,
 )
 from palmpay.roi.models import HandLandmarker, PalmDetector, ssd_anchors, weighted_nms
 
@@ -61,6 +66,7 @@ __all__ = [
     "Detection",
     "Hand",
     "HandLandmarker",
+    "HandTrack",
     "PalmDetector",
     "PalmRoiExtractor",
     "RoiResult",
@@ -70,11 +76,14 @@ __all__ = [
     "check_image",
     "detection_rect",
     "landmarks_rect",
+    "lost_track",
     "palm_region",
     "palm_roi",
     "palm_width_px",
     "pose_problem",
     "rect_to_crop_matrix",
+    "scale_hand",
+    "scale_rect",
     "separate_boxes",
     "ssd_anchors",
     "weighted_nms",

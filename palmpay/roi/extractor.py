@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from palmpay.config import Settings, get_settings
+from palmpay.cputime import stage
 from palmpay.roi.hand import (
     INDEX_MCP,
     MIDDLE_MCP,
@@ -28,16 +29,19 @@ from palmpay.roi.hand import (
     landmarks_rect,
     palm_width_px,
     pose_problem,
+    scale_rect,
 )
 from palmpay.roi.models import HandLandmarker, PalmDetector
 
 __all__ = [
     "ROI_SIZE",
+    "HandTrack",
     "PalmRoiExtractor",
     "RoiResult",
     "RoiStatus",
     "as_bgr",
     "check_image",
+    "lost_track",
     "palm_roi",
     "separate_boxes",
 ]
@@ -56,6 +60,17 @@ ROI_CENTRE_TO_INDEX = 0.08  # and shifted from the MCP midpoint towards the inde
 ROI_SIZE = 128
 CLAHE_CLIP = 2.0
 CLAHE_TILES = 4
+# Tracking (PalmRoiExtractor.track): a tracked fit whose own hand rectangle lies further than
+# this share of the crop's side from the crop's centre, is larger or smaller by more than this
+# factor, or turned by more than this, counts as lost and the detector runs. Frames of a held
+# hand (synthetic presentations, 2 to 9 video frames apart) move <= 0.02 of the side, 4 % and
+# 4 degrees; coep-dev's 4 photos of a palm on pegs up to 0.12, 4 % and 5 degrees, and their
+# tracked landmarks are as close to a fresh detection's as two detections are (~0.02 palm
+# widths). Past these limits (independent poses of a hand) tracked fits were off by up to a
+# palm width while their presence stayed high.
+TRACK_MAX_SHIFT = 0.12
+TRACK_MAX_SCALE = 1.2
+TRACK_MAX_TURN_DEG = 10.0
 
 class RoiStatus(StrEnum):
     OK = "ok"
@@ -84,14 +99,46 @@ class RoiResult:
         return self.status == RoiStatus.OK
 
 
+class HandTrack:
+    """The hand followed through the frames of one presentation (one video, or the frames of
+    one checkout request): where the next frame's landmark crop goes, and how often the
+    detector had to run.
+
+    :meth:`PalmRoiExtractor.track` reads and updates it. It is the only state of tracking, so
+    presentations analysed at the same time (requests in threads) each use their own and share
+    nothing but the models.
+    """
+
+    __slots__ = ("detections", "frames", "rect")
+
+    def __init__(self) -> None:
+        self.rect: RotatedRect | None = None
+        self.frames = 0  # frames tracked
+        self.detections = 0  # of which the palm detector ran on
+
+    def reset(self) -> None:
+        """Forget the hand (the counts stay); the next frame runs the detector."""
+        self.rect = None
+
+    def rescale(self, factor: float) -> None:
+        """The next frames come ``factor`` times the size of the previous ones (a reduced
+        decode): move the track into their pixels."""
+        if self.rect is not None:
+            self.rect = scale_rect(self.rect, factor)
+
+
 class PalmRoiExtractor:
-    """Frame -> :class:`RoiResult`: detection, landmarks, pose gates and the palm cut."""
+    """Frame -> :class:`RoiResult`: detection, landmarks, pose gates and the palm cut.
+
+    The extractor holds only the models (safe to share between threads); :meth:`track` without
+    a :class:`HandTrack` uses the extractor's own, for a single video source.
+    """
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
         self.detector = PalmDetector(self.settings)
         self.landmarker = HandLandmarker(self.settings)
-        self._track_rect: RotatedRect | None = None
+        self._track = HandTrack()
 
     def extract(self, image_bgr: np.ndarray) -> RoiResult:
         """ROI of a single still image (runs the palm detector every call)."""
@@ -102,36 +149,45 @@ class PalmRoiExtractor:
         found = self._detect_hand(image)
         return found if isinstance(found, RoiResult) else self._finish(image, found)
 
-    def track(self, frame_bgr: np.ndarray) -> RoiResult:
-        """ROI of the next video frame, tracking the hand from the previous frame's landmarks.
+    def track(self, frame_bgr: np.ndarray, track: HandTrack | None = None) -> RoiResult:
+        """ROI of the next frame of a presentation, tracking the hand from the previous frame's
+        landmarks (in ``track``, by default the extractor's own).
 
-        The detector only runs when there is no track or the tracked hand's presence drops below
-        ``settings.presence_score``. A second hand entering while a hand is tracked is not seen
-        until tracking is lost.
+        The landmark crop goes where the previous frame's landmarks say the hand is
+        (:func:`landmarks_rect`, as MediaPipe's video mode does); the detector only runs when
+        there is no track, or when the tracked fit is lost: its presence below
+        ``settings.presence_score``, or its hand no longer where the crop was (see
+        :func:`lost_track`). A second hand entering while a hand is tracked is not seen until
+        tracking is lost.
         """
+        state = self._track if track is None else track
+        state.frames += 1
         invalid = check_image(frame_bgr)
         if invalid:
-            self.reset()
+            state.reset()
             return RoiResult(RoiStatus.INVALID_IMAGE, invalid)
         image = as_bgr(frame_bgr)
         hand = None
-        if self._track_rect is not None:
-            hand = self.landmarker.run(image, self._track_rect)
-            if hand.presence < self.settings.presence_score:
-                log.debug("tracking lost (presence %.2f)", hand.presence)
+        if state.rect is not None:
+            hand = self.landmarker.run(image, state.rect)
+            why = lost_track(hand, state.rect, self.settings.presence_score)
+            if why:
+                log.debug("tracking lost (%s)", why)
                 hand = None
         if hand is None:
+            state.detections += 1
             found = self._detect_hand(image)
             if isinstance(found, RoiResult):
-                self.reset()
+                state.reset()
                 return found
             hand = found
-        self._track_rect = landmarks_rect(hand.landmarks)
+        state.rect = landmarks_rect(hand.landmarks)
         return self._finish(image, hand)
 
     def reset(self) -> None:
-        """Forget the tracked hand; the next :meth:`track` call runs the detector."""
-        self._track_rect = None
+        """Forget the extractor's own tracked hand; the next :meth:`track` call without a
+        :class:`HandTrack` runs the detector."""
+        self._track.reset()
 
     def _detect_hand(self, image: np.ndarray) -> Hand | RoiResult:
         """The one hand in a still frame, or the result saying why there is none."""
@@ -165,8 +221,35 @@ class PalmRoiExtractor:
                 hand=hand,
                 palm_width=palm_width,
             )
-        roi = palm_roi(image, hand, ROI_SIZE)
+        with stage("roi"):
+            roi = palm_roi(image, hand, ROI_SIZE)
         return RoiResult(RoiStatus.OK, "ok", roi=roi, hand=hand, palm_width=palm_width)
+
+
+def lost_track(hand: Hand, crop: RotatedRect, presence: float) -> str:
+    """Why a hand fitted in a tracked ``crop`` is not to be trusted as the tracked hand, or "".
+
+    The landmark model scores its fit's presence; below ``presence`` the hand is gone. A fit
+    whose own hand rectangle (:func:`landmarks_rect`) lies more than :data:`TRACK_MAX_SHIFT`
+    of the crop's side from the crop's centre, is :data:`TRACK_MAX_SCALE` times larger or
+    smaller, or turned by more than :data:`TRACK_MAX_TURN_DEG`, saw the hand move between the
+    frames more than a held hand does: the model fits a hand off the centre of its crop
+    poorly (and still says it is present), so the detector runs instead.
+    """
+    if hand.presence < presence:
+        return f"presence {hand.presence:.2f}"
+    fitted = landmarks_rect(hand.landmarks)
+    side = max(crop.width, 1e-6)
+    shift = math.hypot(fitted.cx - crop.cx, fitted.cy - crop.cy) / side
+    if shift > TRACK_MAX_SHIFT:
+        return f"hand moved {shift:.2f} of the crop"
+    scale = fitted.width / side
+    if not 1 / TRACK_MAX_SCALE <= scale <= TRACK_MAX_SCALE:
+        return f"hand scaled x{scale:.2f}"
+    turn = math.degrees(abs((fitted.angle - crop.angle + math.pi) % (2 * math.pi) - math.pi))
+    if turn > TRACK_MAX_TURN_DEG:
+        return f"hand turned {turn:.0f} degrees"
+    return ""
 
 
 def palm_roi(image_bgr: np.ndarray, hand: Hand, size: int = ROI_SIZE) -> np.ndarray:

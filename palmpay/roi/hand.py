@@ -25,6 +25,8 @@ __all__ = [
     "pose_problem",
     "rect_to_crop_matrix",
     "rotation_up",
+    "scale_hand",
+    "scale_rect",
     "transform_rect",
 ]
 
@@ -128,6 +130,22 @@ def transform_rect(rect: RotatedRect, scale: float, shift_y: float) -> RotatedRe
     cy = rect.cy + rect.height * shift_y * math.cos(rect.angle)
     side = max(rect.width, rect.height) * scale
     return RotatedRect(cx, cy, side, side, rect.angle)
+
+
+def scale_rect(rect: RotatedRect, factor: float) -> RotatedRect:
+    """``rect`` in the pixels of the same frame resized by ``factor`` (pixel centres kept:
+    ``x' + 0.5 = (x + 0.5) * factor``, as a 1/k JPEG decode or an area resize maps them)."""
+    return RotatedRect((rect.cx + 0.5) * factor - 0.5, (rect.cy + 0.5) * factor - 0.5,
+                       rect.width * factor, rect.height * factor, rect.angle)
+
+
+def scale_hand(hand: Hand, factor: float) -> Hand:
+    """``hand`` in the pixels of the same frame resized by ``factor`` (see :func:`scale_rect`;
+    depth scales with the pixels)."""
+    landmarks = hand.landmarks.astype(np.float64)
+    landmarks[:, :2] = (landmarks[:, :2] + 0.5) * factor - 0.5
+    landmarks[:, 2] *= factor
+    return Hand(landmarks.astype(np.float32), hand.handedness, hand.score, hand.presence)
 
 
 def rect_to_crop_matrix(rect: RotatedRect, size: int) -> np.ndarray:

@@ -16,6 +16,7 @@ import numpy as np
 import onnxruntime as ort
 
 from palmpay.config import Settings, get_settings
+from palmpay.cputime import stage
 from palmpay.ortsession import open_session
 from palmpay.roi.hand import Detection, Hand, RotatedRect, rect_to_crop_matrix
 
@@ -81,7 +82,12 @@ class PalmDetector(_SquareInputModel):
         self.min_score = settings.detection_score
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
-        """All palms above ``settings.detection_score``, best first, in frame pixels."""
+        """All palms above ``settings.detection_score``, best first, in frame pixels (CPU
+        time counted as stage ``detection``, :mod:`palmpay.cputime`)."""
+        with stage("detection"):
+            return self._detect(image_bgr)
+
+    def _detect(self, image_bgr: np.ndarray) -> list[Detection]:
         height, width = image_bgr.shape[:2]
         side = max(height, width)
         scale = self.size / side
@@ -130,7 +136,12 @@ class HandLandmarker(_SquareInputModel):
     model_setting = "hand_landmarker"
 
     def run(self, image_bgr: np.ndarray, rect: RotatedRect) -> Hand:
-        """Landmarks of the hand in ``rect`` (a square rotated rect), mapped to frame pixels."""
+        """Landmarks of the hand in ``rect`` (a square rotated rect), mapped to frame pixels
+        (CPU time counted as stage ``landmarks``, :mod:`palmpay.cputime`)."""
+        with stage("landmarks"):
+            return self._run(image_bgr, rect)
+
+    def _run(self, image_bgr: np.ndarray, rect: RotatedRect) -> Hand:
         to_crop = rect_to_crop_matrix(rect, self.size)
         crop = cv2.warpAffine(
             image_bgr,
