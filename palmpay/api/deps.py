@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -32,6 +32,9 @@ from palmpay.config import Settings
 from palmpay.db import Database
 from palmpay.payments.errors import PaymentError
 from palmpay.payments.service import PaymentService
+
+if TYPE_CHECKING:
+    from palmpay.api.replica import IndexReplica
 
 __all__ = [
     "AdminKey",
@@ -66,6 +69,7 @@ class AppState:
     palms: PalmDirectory
     dispatcher: WebhookDispatcher
     clock: Callable[[], datetime]
+    replica: IndexReplica | None = None  # keeps palms in step with the database
 
 
 def get_state(request: Request) -> AppState:

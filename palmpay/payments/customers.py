@@ -8,7 +8,7 @@ concurrency).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, delete, func, select
@@ -20,6 +20,7 @@ from palmpay.embed import Template
 from palmpay.payments.audit import AuditLog
 from palmpay.payments.cancelable import TemplateTransform
 from palmpay.payments.cards import CardInput
+from palmpay.payments.changes import ChangeKind, record_change
 from palmpay.payments.core import ServiceCore
 from palmpay.payments.errors import PaymentError
 from palmpay.payments.merchants import DEFAULT_MERCHANT_ID, owned_by
@@ -129,6 +130,7 @@ class CustomerOperations(ServiceCore):
                 ))  # fmt: skip
                 self._add_templates(s, customer_id, checked)
                 s.flush()
+                record_change(s, customer_id, ChangeKind.ENROLL)  # for the index replicas
                 view = CustomerView.model_validate(self._customer(s, customer_id))
         except IntegrityError:
             with self.db.session(readonly=True) as s:
@@ -193,6 +195,7 @@ class CustomerOperations(ServiceCore):
             self._add_templates(s, customer_id, checked)
             customer.templates_purged_at = None  # enrolled again after retention
             s.flush()
+            record_change(s, customer_id, ChangeKind.TEMPLATES)
             return CustomerView.model_validate(customer)
 
     def delete_customer(self, customer_id: str, merchant_id: str | None = None) -> CustomerView:
@@ -225,24 +228,29 @@ class CustomerOperations(ServiceCore):
             customer.status = CustomerStatus.DELETED
             customer.deleted_at = now
             s.flush()
+            record_change(s, customer_id, ChangeKind.DELETE)
             view = CustomerView.model_validate(customer)
         log.info("unenrolled customer %s: %d templates deleted, card revoked", customer_id, removed)
         self._emit("customer.deleted", view)
         return view
 
-    def templates(self) -> Iterator[tuple[str, Template]]:
-        """``(customer_id, template)`` for every palm template of every active customer,
-        decrypted, under :attr:`template_transform` (rows stored under another template key are
-        converted), for rebuilding the search index at start-up. Read page by page in short
-        transactions, ordered by template id."""
+    def templates(self, customer_ids: Collection[str] | None = None
+                  ) -> Iterator[tuple[str, Template]]:
+        """``(customer_id, template)`` for every palm template of every active customer (only
+        of ``customer_ids`` when given: an index replica applying changes), decrypted, under
+        :attr:`template_transform` (rows stored under another template key are converted), for
+        rebuilding the search index at start-up. Read page by page in short transactions,
+        ordered by template id."""
         target = self.template_transform
         last = ""
+        only = () if customer_ids is None else (PalmTemplate.customer_id.in_(customer_ids),)
         while True:
             with self.db.session(readonly=True) as s:
                 rows = s.scalars(
                     select(PalmTemplate)
                     .join(Customer, Customer.id == PalmTemplate.customer_id)
-                    .where(Customer.status == CustomerStatus.ACTIVE, PalmTemplate.id > last)
+                    .where(Customer.status == CustomerStatus.ACTIVE, PalmTemplate.id > last,
+                           *only)
                     .order_by(PalmTemplate.id)
                     .limit(_TEMPLATE_PAGE)
                 ).all()

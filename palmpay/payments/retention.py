@@ -8,8 +8,9 @@ the acquirer approved it). A customer whose latest activity is older than the cu
 minus that many calendar months) loses every palm template; ``customers.templates_purged_at``
 is set and a ``customer.templates_purged`` audit event written in the same transaction, and
 the customer can no longer pay by palm (the checkout refuses a customer without templates;
-running servers drop them from memory when they rebuild their index at start-up). The card and
-the payment history stay (the shopper can enroll their palm again, or unenroll).
+running servers drop them from their index through the change log,
+:mod:`palmpay.payments.changes`). The card and the payment history stay (the shopper can
+enroll their palm again, or unenroll).
 
 Run by ``palmpay retention apply`` (``--dry-run`` lists without deleting), and at API start-up
 when ``PALMPAY_RETENTION_ON_START=true``. ``now`` is a parameter so tests use a clock.
@@ -27,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from palmpay.db import Database
 from palmpay.payments.audit import AuditAction, record
+from palmpay.payments.changes import ChangeKind, record_change
 from palmpay.payments.models import Customer, PalmTemplate, Payment
 from palmpay.payments.states import CustomerStatus, PaymentStatus
 
@@ -98,6 +100,7 @@ def apply_retention(db: Database, now: datetime, months: int, *, actor: str = "c
             count = int(getattr(result, "rowcount", 0) or 0)
             customer.templates_purged_at = now
             record(s, actor, AuditAction.TEMPLATES_PURGED, customer_id, "ok", at=now)
+            record_change(s, customer_id, ChangeKind.PURGE)
         purged.append(customer_id)
         deleted += count
         log.info("retention: deleted %d palm templates of customer %s (inactive since before "

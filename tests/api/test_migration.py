@@ -20,7 +20,7 @@ def test_migration_matches_models(db_url):
     engine = make_engine(db_url)
     try:
         upgrade(engine)
-        assert current_revision(engine) == "0006_audit"
+        assert current_revision(engine) == "0007_palm_changes"
 
         def ours(obj, name, type_, reflected, compare_to):
             table = obj if type_ == "table" else getattr(obj, "table", None)

@@ -39,6 +39,7 @@ from palmpay.api.deps import (
 from palmpay.api.images import open_images
 from palmpay.api.narrowing import UNENROLL, Lockouts
 from palmpay.api.ratelimit import RateLimits
+from palmpay.api.replica import enrollment
 from palmpay.api.schemas import Name, Text
 from palmpay.embed import Template
 from palmpay.payments.cards import CardInput, validate_card
@@ -90,7 +91,7 @@ def create_customer(
     validate_card(card)  # fail fast (invalid_card / expired_card) before any image work
     with open_images(images, "images", settings, minimum=1) as decoded:
         templates = palms.enroll(decoded)
-    with palms.enrollment():
+    with enrollment(state, merchant):  # across processes, after catching up with them
         owner, _score = palms.match(templates, merchant_gallery(service, palms, merchant))
         if owner is not None and _active(service, owner, merchant):
             raise PaymentError("palm_already_enrolled",
