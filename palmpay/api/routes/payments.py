@@ -31,6 +31,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, File, Form, Response, UploadFile, status
 
+from palmpay.api import telemetry
 from palmpay.api.audited import AuthorizeAudit, CancelAudit, CaptureAudit, identified
 from palmpay.api.deps import (
     JsonBody,
@@ -121,12 +122,14 @@ def create_payment(
     lockouts = Lockouts(state.db, settings, state.clock)
     if phone_last4 is not None:
         lockouts.check(key.id)
-    with open_images(frames, "frames", settings, minimum=1) as decoded:
+    with (open_images(frames, "frames", settings, minimum=1) as decoded,
+          telemetry.no_palm_counted(phone_last4 is not None)):
         templates, liveness = palms.probe_live(decoded, settings.liveness != "off")
     shoppers = merchant_gallery(service, palms, merchant)
     if phone_last4 is None:
         if palms.needs_narrowing(shoppers):
             log.info("terminal %s: gallery past N_safe, asking for the phone digits", key.id)
+            telemetry.identification("narrowing_required")
             raise PaymentError("narrowing_required", "ask the shopper for the last 4 digits "
                                "of their phone and retry with phone_last4",
                                extra={"narrowing": "phone_last4"})
@@ -135,6 +138,7 @@ def create_payment(
         candidate, score = palms.match(templates,
                                        service.customers_with_phone(phone_last4, merchant))
     customer = _payable(service, candidate, merchant)
+    telemetry.decision_score(score, phone_last4 is not None, candidate is not None)
     identified(service, key, customer, narrowed=phone_last4 is not None)
     if liveness is not None:
         log.log(logging.WARNING if liveness.attack else logging.INFO,
@@ -143,17 +147,21 @@ def create_payment(
             unrecognised.failed(key.id)
             if phone_last4 is not None:
                 lockouts.failed(key.id)
+            telemetry.identification("presentation_attack", phone_last4 is not None)
             raise PaymentError("presentation_attack", "the frames look like a photo, a "
                                "screen or a replayed video, not a live hand",
                                extra={"cues": list(liveness.failed)})
     if customer is None:
         log.info("terminal %s: palm not recognised%s", key.id,
                  " (narrowed)" if phone_last4 is not None else "")
+        telemetry.identification("refused_below_threshold" if candidate is None
+                                 else "unpayable_candidate", phone_last4 is not None)
         unrecognised.failed(key.id)
         if phone_last4 is not None:
             lockouts.failed(key.id)
         raise _not_recognised()
     unrecognised.succeeded(key.id)
+    telemetry.identification("matched", phone_last4 is not None)
     if phone_last4 is not None:
         lockouts.succeeded(key.id)
     try:
