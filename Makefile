@@ -77,9 +77,10 @@ mediapipe-reference:
 verify-hands: $(STAMP) mediapipe-reference
 	PALMPAY_MEDIAPIPE_PYTHON=$(CURDIR)/$(MP_VENV)/bin/python $(BIN)/pytest -q tests/roi/test_roi_mediapipe.py
 
+# 1:N search at 10k/100k/1M, enrollment, start-up, HTTP load on SQLite and PostgreSQL, CPU per
+# payment: docs/benchmarks.md, docs/benchmarks/*.png (~25 min on 2 cores; caches under .work/bench).
 bench: $(STAMP)
-	$(BIN)/python scripts/bench.py --out docs/bench.md
-	$(BIN)/python scripts/bench_api.py --out docs/bench_api.md
+	$(BIN)/palmpay bench --out docs/benchmarks.md
 
 # Accuracy on the real development sets (../shared/data), written to docs/.
 eval: $(STAMP)
