@@ -104,7 +104,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from palmpay.api.server import serve
 
-    serve(args.host, args.port)
+    serve(args.host, args.port, workers=args.workers)
     return 0
 
 
@@ -313,7 +313,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "PALMPAY_KEYRING; PALMPAY_DEV_MODE=true creates one).")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1, help="API processes (PostgreSQL only "
+                   "for more than 1; each keeps its own index replica)")
     p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("bench", add_help=False, prefix_chars="+", help="run the benchmarks")
+    p.add_argument("rest", nargs="*")  # parsed by palmpay.bench (imported only when run)
+    p.set_defaults(func=lambda args: __import__("palmpay.bench").bench.main(args.rest))
 
     p = sub.add_parser("terminals", help="API keys for kiosks, terminals and admins")
     terminals = p.add_subparsers(dest="terminals_command", required=True)

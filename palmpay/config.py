@@ -34,6 +34,8 @@ class Settings(BaseSettings):
         description="onnxruntime execution providers, in order of preference.",
     )
     intra_op_threads: int = Field(1, ge=0, description="onnxruntime threads per session (0=auto).")
+    library_threads: int = Field(1, ge=0, description="OpenCV (process-wide) and FAISS OpenMP "
+                                 "(per search thread) threads; 0 = all (palmpay/pipeline.py).")
 
     # Hand models (MediaPipe, converted to ONNX by models/build_hand_models.py).
     palm_detector: str = "palm_detection_full.onnx"
@@ -49,6 +51,29 @@ class Settings(BaseSettings):
     # Embedding model (models/build_compcode.py) and its calibration.
     embedder: str = "compcode.onnx"
     shortlist_k: int = Field(50, ge=1, description="FAISS shortlist size before the code re-rank.")
+    # Palm index (palmpay/index/; the structure choice: docs/index_choice.md).
+    index_factory: str = Field(
+        "Flat", description="FAISS factory string of the palm index's vector structure (e.g. "
+        "Flat, IVF4096,Flat, PCAR128,IVF4096,PQ32, HNSW32). One that needs training searches "
+        "exactly until index_train_size samples are enrolled, then trains on them.",
+    )
+    index_nprobe: int = Field(32, ge=1, description="IVF structures: inverted lists searched "
+                              "per query (more: slower, better recall).")
+    index_ef_search: int = Field(128, ge=1, description="HNSW structures: search queue size "
+                                 "(more: slower, better recall).")
+    index_k_factor: int = Field(
+        4, ge=1, description="Structures with a refine step (…,Refine(…)): candidates the "
+        "compressed index returns per shortlisted sample, re-scored on the refine vectors.",
+    )
+    index_train_size: int = Field(
+        50_000, ge=0, description="Enrolled samples at which an untrained structure trains "
+        "itself on them, inside that enrollment (a one-off pause: seconds to minutes); 0 = "
+        "only on an explicit PalmIndex.train().",
+    )
+    index_compact_share: float = Field(
+        0.25, gt=0, le=1, description="Share of removed samples (tombstones) in the index "
+        "above which they are dropped from it (a compaction).",
+    )
 
     # Open-set operating point (palmpay/decision.py). Lower values are stricter.
     target_fpir: float = Field(
@@ -156,6 +181,8 @@ class Settings(BaseSettings):
     presentation_gap: int = Field(
         5, ge=1, description="Frames without a good palm that end a presentation."
     )
+    checkout_reduced_decode: bool = Field(True, description="Decode later JPEG checkout frames "
+                                          "reduced when the palm allows (palmpay/api/palms.py).")
     liveness: str = Field(
         "report",
         pattern="^(off|report|enforce)$",
@@ -315,6 +342,38 @@ class Settings(BaseSettings):
         "link-local and other non-public addresses. Off, such a URL is refused at registration "
         "(422 webhook_url_refused) and every delivery re-resolves the host and is refused if "
         "any address it resolves to is not public (DNS rebinding).",
+    )
+
+    # Operations: GET /metrics (palmpay/api/telemetry.py, docs/operations.md).
+    metrics_token: SecretStr | None = Field(
+        None, description="Bearer token a Prometheus scrape of GET /metrics must send "
+        "(Authorization: Bearer <token>), from any address. None: /metrics answers loopback "
+        "clients only (a Prometheus or agent on the same host), unless metrics_public.",
+    )
+    metrics_public: bool = Field(
+        False, description="Serve GET /metrics to any client without a token (a private "
+        "network where only the scraper reaches the API port). It shows no customer, card or "
+        "key, but does show traffic, refusal rates and the gallery size of every merchant.",
+    )
+    metrics_refresh_s: float = Field(
+        5.0, gt=0, description="With several worker processes (PROMETHEUS_MULTIPROC_DIR set): "
+        "how often each worker publishes its index size, threshold and replica position for "
+        "the scrape, which any one worker answers.",
+    )
+
+    # Index replicas (palmpay/api/replica.py).
+    replica_poll_s: float = Field(
+        2.0, gt=0, description="How often every API process also polls the palm change log "
+        "for changes made by other processes, beside PostgreSQL LISTEN/NOTIFY (on SQLite the "
+        "only way): how stale an index replica can get when a notification is lost.",
+    )
+    replica_reconnect_s: float = Field(
+        1.0, gt=0, description="Wait before the replica's PostgreSQL listener reconnects after "
+        "its connection dropped (a catch-up query runs on every reconnect).",
+    )
+    replica_lock_timeout_s: float = Field(
+        30.0, gt=0, description="How long an enrollment waits for the cross-process enrollment "
+        "lock (a PostgreSQL advisory lock) before 503 server_busy.",
     )
 
     def resolved_database_url(self) -> str:

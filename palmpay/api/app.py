@@ -6,17 +6,19 @@ Start-up (lifespan), in a worker thread:
    with ``on_event`` recording every committed business event for webhooks;
 2. one :class:`~palmpay.recognizer.Recognizer` (ONNX models loaded once) behind a
    :class:`~palmpay.api.palms.PalmDirectory`, whose index is rebuilt from the database's
-   templates (the database is the source of truth);
+   templates (the database is the source of truth) and then kept in step with the changes
+   other processes make by an :class:`~palmpay.api.replica.IndexReplica` (a thread following
+   the palm change log, ``app.state.replica``);
 3. the webhook dispatcher thread (which also purges expired idempotency keys);
 4. crash recovery: the instance registers its lease (renewed by a heartbeat thread), and the
    authorisation intents of dead instances are reconciled (:mod:`palmpay.payments.intents`).
 
-Shutdown stops the dispatcher and closes the database pool.
+Shutdown stops the replica's feed and the dispatcher and closes the database pool.
 
-Middleware, outermost first: the catch-all turning unhandled exceptions into a 500 problem
-(logged without their message), the body limit (413 before reading an oversized body), then
-``Idempotency-Key`` handling (which releases its key on a 5xx or an exception), then FastAPI's
-routing with the problem+json error handlers.
+Middleware, outermost first: request metrics (:mod:`palmpay.api.telemetry`), the catch-all
+turning unhandled exceptions into a 500 problem (logged without their message), the body limit
+(413 before reading an oversized body), then ``Idempotency-Key`` handling (which releases its
+key on a 5xx or an exception), then FastAPI's routing with the problem+json error handlers.
 """
 
 from __future__ import annotations
@@ -42,12 +44,14 @@ from palmpay.api.idempotency import IdempotencyMiddleware, purge_expired
 from palmpay.api.limits import BodyLimitMiddleware
 from palmpay.api.palms import PalmDirectory
 from palmpay.api.ratelimit import purge_counters
+from palmpay.api.replica import IndexReplica
 from palmpay.api.routes import (
     api_keys,
     capture,
     customers,
     health,
     kiosk,
+    metrics,
     payments,
     problems,
     refunds,
@@ -55,6 +59,7 @@ from palmpay.api.routes import (
     webhook_endpoints,
 )
 from palmpay.api.schemas import Problem, document_limits
+from palmpay.api.telemetry import Publisher, RequestMetricsMiddleware
 from palmpay.api.webhooks import WebhookDispatcher, record_event
 from palmpay.config import Settings, get_settings
 from palmpay.db import utcnow
@@ -107,14 +112,15 @@ def build_state(
     service.reconciler().reconcile()
     palms = PalmDirectory(recognizer or Recognizer(settings), settings,
                           transform=service.template_transform)
-    palms.load(service.templates())
+    replica = IndexReplica(service, palms, settings)  # loads at the change log's position
+    replica.load()
     dispatcher = WebhookDispatcher(
         service.db, settings, clock=clock,
         maintenance=lambda: (purge_expired(service.db, clock()),
                              purge_counters(service.db, clock())),
     )
     return AppState(settings=settings, db=service.db, service=service, palms=palms,
-                    dispatcher=dispatcher, clock=clock)
+                    dispatcher=dispatcher, clock=clock, replica=replica)
 
 
 def _problem_openapi(app: FastAPI, settings: Settings) -> None:
@@ -156,7 +162,12 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = await run_in_threadpool(build_state, settings, clock or utcnow, recognizer)
         app.state.palmpay = state
+        app.state.replica = state.replica
         state.dispatcher.start()
+        publisher = Publisher(state, app.state)  # several workers: GET /metrics
+        publisher.start()
+        if state.replica is not None:
+            state.replica.start()  # follows the change log (palmpay/api/replica.py)
         instances = state.service.instances
         if instances is not None:
             instances.start(maintenance=lambda: state.service.reconciler().reconcile())
@@ -165,6 +176,10 @@ def create_app(
         try:
             yield
         finally:
+            if state.replica is not None:
+                state.replica.stop()
+            app.state.replica = None
+            publisher.stop()
             state.dispatcher.stop()
             if state.service.instances is not None:
                 state.service.instances.stop()
@@ -180,11 +195,13 @@ def create_app(
     )
     _problem_openapi(app, settings)
     app.state.palmpay = None
+    app.state.replica = None  # the IndexReplica while serving (read by /metrics)
     install_error_handlers(app)
     for module in (customers, payments, refunds, capture, api_keys, webhook_endpoints, status,
-                   health, problems, kiosk):
+                   health, problems, kiosk, metrics):
         app.include_router(module.router)
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(CatchAllMiddleware)
+    app.add_middleware(RequestMetricsMiddleware)  # outermost: times every answer
     return app

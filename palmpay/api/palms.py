@@ -32,28 +32,57 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import cv2
+import numpy as np
+
 from palmpay import decision
+from palmpay.api import telemetry
 from palmpay.api.images import UploadedImage
 from palmpay.config import Settings
+from palmpay.cputime import stage
 from palmpay.embed import Template
 from palmpay.index import PalmIndex, UnknownIdentityError
 from palmpay.liveness import Liveness, assess_liveness
 from palmpay.payments.cancelable import IDENTITY, TemplateTransform
 from palmpay.payments.errors import PaymentError
 from palmpay.pipeline import Analysis as FrameAnalysis
+from palmpay.pipeline import limit_search_threads
 from palmpay.recognizer import Recognizer
+from palmpay.roi import ROI_SIZE, Hand, HandTrack, scale_hand
 
-__all__ = ["Analysis", "PalmDirectory"]
+__all__ = ["MIN_PALM_PX_PER_ROI_PX", "REDUCE_MARGIN", "Analysis", "PalmDirectory",
+           "reduction_for"]
 
 log = logging.getLogger(__name__)
+
+#: A checkout frame is decoded at reduced scale only if its palm keeps at least this many frame
+#: pixels per ROI pixel (the ROI is 128 px across one palm width)...
+MIN_PALM_PX_PER_ROI_PX = 1.5
+#: ...with this margin for the hand moving closer or away between frames.
+REDUCE_MARGIN = 1.25
+
+
+def reduction_for(palm_width: float) -> int:
+    """The largest JPEG decode reduction (1, 2, 4 or 8) that keeps a palm ``palm_width`` full
+    frame pixels wide at :data:`MIN_PALM_PX_PER_ROI_PX` x :data:`REDUCE_MARGIN` per ROI pixel
+    (240 px: a 640x480 kiosk frame's palm, 120-240 px, is never reduced)."""
+    need = ROI_SIZE * MIN_PALM_PX_PER_ROI_PX * REDUCE_MARGIN
+    return next((k for k in (8, 4, 2) if palm_width / k >= need), 1)
 
 
 @dataclass(frozen=True, eq=False)
 class Analysis:
-    """One analysed uploaded image: the pipeline's :class:`~palmpay.pipeline.Analysis` of it."""
+    """One analysed uploaded image: the pipeline's :class:`~palmpay.pipeline.Analysis` of it,
+    made on the image decoded at 1/``scale`` of each side (its hand in those pixels)."""
 
     image: UploadedImage
     frame: FrameAnalysis
+    scale: int = 1
+
+    @property
+    def pixels(self) -> np.ndarray:
+        """The pixels that were analysed."""
+        return self.image.reduced(self.scale)
 
     @property
     def good(self) -> bool:
@@ -75,7 +104,8 @@ class PalmDirectory:
         if transform.enabled:
             old = recognizer.index
             recognizer.index = PalmIndex(old.dim, old.code_bytes, old.factory, old.max_shift,
-                                         code_mask=transform.code_mask(old.code_bytes))
+                                         code_mask=transform.code_mask(old.code_bytes),
+                                         **old.options)
         self._lock = threading.RLock()
         self._enroll_lock = threading.Lock()
 
@@ -135,6 +165,17 @@ class PalmDirectory:
         with self._lock:
             self.recognizer.add(customer_id, protected)
 
+    def add_protected(self, customer_id: str, templates: Sequence[Template]) -> None:
+        """Index templates already under :attr:`transform` (``PaymentService.templates()``:
+        an index replica applying a change, :mod:`palmpay.api.replica`)."""
+        with self._lock:
+            self.recognizer.add(customer_id, list(templates))
+
+    def indexed(self, customer_id: str) -> int:
+        """Samples of ``customer_id`` in the index (0 when it is not enrolled)."""
+        with self._lock:
+            return self.recognizer.samples_of([customer_id])
+
     def remove(self, customer_id: str) -> int:
         """Forget a customer's palms; returns the samples removed (0 if none were indexed)."""
         with self._lock:
@@ -150,8 +191,12 @@ class PalmDirectory:
             yield
 
     # -- analysis ------------------------------------------------------------------------------
-    def analyze(self, image: UploadedImage) -> Analysis:
-        return Analysis(image, self.recognizer.pipeline.analyze(image.image, track=False))
+    def analyze(self, image: UploadedImage, track: HandTrack | None = None,
+                scale: int = 1) -> Analysis:
+        """One uploaded image through the pipeline: a still (the detector runs), or with
+        ``track`` the next frame of that presentation; ``scale`` > 1 decodes it reduced."""
+        return telemetry.frame(Analysis(image, self.recognizer.pipeline.analyze(  # counted
+            image.reduced(scale), track=track or False), scale))
 
     def _templates(self, good: Sequence[Analysis]) -> list[Template]:
         return self.recognizer.pipeline.templates([a.frame for a in good])
@@ -181,11 +226,32 @@ class PalmDirectory:
     def probe_live(self, frames: Sequence[UploadedImage], liveness: bool = True
                    ) -> tuple[list[Template], Liveness | None]:
         """:meth:`probe`; with ``liveness`` every frame is analysed and the good ones (at
-        least 2, else None) go through :func:`palmpay.liveness.assess_liveness`."""
-        analyses, good = [], []
+        least 2, else None) go through :func:`palmpay.liveness.assess_liveness`.
+
+        The frames are one presentation: the hand is tracked across them (a
+        :class:`~palmpay.roi.HandTrack` of this call's own, so concurrent requests share no
+        state), so the palm detector runs on the first frame and again only when tracking is
+        lost; the others get their landmarks from the previous frame's.
+
+        Frames are decoded when analysed: without liveness the ones after the
+        ``presentation_frames``-th good frame never are. Once a frame's palm is found, later
+        JPEG frames are decoded at the reduction :func:`reduction_for` its width allows
+        (``Settings.checkout_reduced_decode``); liveness then compares every good frame at the
+        smallest scale used."""
+        analyses: list[Analysis] = []
+        good: list[Analysis] = []
+        track = HandTrack()
+        scale = at = 1  # the scale chosen for later frames; the scale the track is in
         for frame in frames:
-            analysis = self.analyze(frame)
+            use = scale if scale > 1 and frame.can_reduce(scale) else 1
+            if use != at:
+                track.rescale(at / use)
+                at = use
+            analysis = self.analyze(frame, track, use)
             analyses.append(analysis)
+            roi = analysis.frame.roi
+            if scale == 1 and roi.ok and self.settings.checkout_reduced_decode:
+                scale = reduction_for(roi.palm_width * use)
             if analysis.good:
                 good.append(analysis)
                 if not liveness and len(good) >= self.settings.presentation_frames:
@@ -194,9 +260,10 @@ class PalmDirectory:
             raise self._no_palm(analyses, 1, "frames")
         live = None
         if liveness and len(good) >= 2:
-            live = assess_liveness([a.image.image for a in good],
-                                   [a.frame.roi.hand for a in good],
-                                   self.settings.liveness_require_articulation)
+            with stage("liveness"):
+                images, hands = _at_one_scale(good)
+                live = assess_liveness(images, hands,
+                                       self.settings.liveness_require_articulation)
         return self._templates(good[:self.settings.presentation_frames]), live
 
     # -- matching ------------------------------------------------------------------------------
@@ -204,12 +271,15 @@ class PalmDirectory:
               ) -> tuple[str | None, float]:
         """Fused best customer and score; the customer is None below the threshold of the
         search (the whole gallery, or only the customers ``within``)."""
-        probes = [self.transform.probe(t) for t in templates]
-        with self._lock:
-            recognizer = self.recognizer
-            best, score = recognizer.identify(probes, within)
-            samples = len(recognizer.index) if within is None else recognizer.samples_of(within)
-            threshold = recognizer.operating_point.threshold(samples)
+        with stage("search"):
+            limit_search_threads(self.settings.library_threads)
+            probes = [self.transform.probe(t) for t in templates]
+            with self._lock:
+                recognizer = self.recognizer
+                best, score = recognizer.identify(probes, within)
+                samples = (len(recognizer.index) if within is None
+                           else recognizer.samples_of(within))
+                threshold = recognizer.operating_point.threshold(samples)
         verdict = decision.decide(best, score, threshold)
         return verdict.identity, score
 
@@ -217,3 +287,23 @@ class PalmDirectory:
                  ) -> tuple[str | None, float]:
         """Checkout frames → (customer id or None, fused score)."""
         return self.match(self.probe(frames), within)
+
+
+def _at_one_scale(analyses: Sequence[Analysis]) -> tuple[list[np.ndarray], list[Hand | None]]:
+    """The analysed frames and their hands, those decoded larger than the smallest scale used
+    resized to it (area-averaged, as the reduced decode averages)."""
+    scale = max(a.scale for a in analyses)
+    images: list[np.ndarray] = []
+    hands: list[Hand | None] = []
+    for a in analyses:
+        image, hand = a.pixels, a.frame.roi.hand
+        if a.scale != scale:
+            factor = a.scale / scale
+            size = (-(-a.image.header.width // scale), -(-a.image.header.height // scale))
+            if image.shape[1] != size[0]:  # EXIF-rotated: sides swapped
+                size = size[::-1]
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            hand = None if hand is None else scale_hand(hand, factor)
+        images.append(image)
+        hands.append(hand)
+    return images, hands
