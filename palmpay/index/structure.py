@@ -100,8 +100,9 @@ def train(index: faiss.Index, vectors: np.ndarray) -> None:
 
 def _train_pca_uncentred(index: Any, vectors: np.ndarray) -> None:
     layer: Any = faiss.downcast_index(index)
-    if isinstance(layer, faiss.IndexPreTransform) and layer.chain.size():
-        first: Any = faiss.downcast_VectorTransform(layer.chain.at(0))
+    chain: Any = getattr(layer, "chain", None)  # a SWIG vector (the stubs say list)
+    if isinstance(layer, faiss.IndexPreTransform) and chain.size():
+        first: Any = faiss.downcast_VectorTransform(chain.at(0))
         if isinstance(first, faiss.PCAMatrix) and not first.is_trained:
             first.train(np.concatenate([vectors, -vectors]))
     elif isinstance(layer, faiss.IndexRefine):
