@@ -53,16 +53,20 @@ class Settings(BaseSettings):
     shortlist_k: int = Field(50, ge=1, description="FAISS shortlist size before the code re-rank.")
     # Palm index (palmpay/index/; the structure choice: docs/index_choice.md).
     index_factory: str = Field(
-        "Flat", description="FAISS factory string of the palm index's vector structure (e.g. "
-        "Flat, IVF4096,Flat, PCAR128,IVF4096,PQ32, HNSW32). One that needs training searches "
-        "exactly until index_train_size samples are enrolled, then trains on them.",
+        "PCAR192,PQ64x4fs,Refine(PCAR192,SQ8)",
+        description="FAISS factory string of the palm index's vector structure (Flat, "
+        "IVF1024,Flat, PCAR128,IVF1024,PQ32, HNSW32, …). The default, chosen by measurement "
+        "(docs/index_choice.md): PCA to 192 dims, a 4-bit fast-scan PQ over every sample, "
+        "its candidates re-scored on 8-bit codes of the same 192 dims. One that needs "
+        "training searches exactly until index_train_size samples are enrolled, then trains "
+        "on them.",
     )
     index_nprobe: int = Field(32, ge=1, description="IVF structures: inverted lists searched "
                               "per query (more: slower, better recall).")
     index_ef_search: int = Field(128, ge=1, description="HNSW structures: search queue size "
                                  "(more: slower, better recall).")
     index_k_factor: int = Field(
-        4, ge=1, description="Structures with a refine step (…,Refine(…)): candidates the "
+        16, ge=1, description="Structures with a refine step (…,Refine(…)): candidates the "
         "compressed index returns per shortlisted sample, re-scored on the refine vectors.",
     )
     index_train_size: int = Field(

@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 from palmpay.capture import read_image  # noqa: E402
 from palmpay.dataset import scan  # noqa: E402
 from palmpay.embed import PalmEmbedder  # noqa: E402
-from palmpay.index import PalmIndex  # noqa: E402
+from palmpay.index import PalmIndex, structure  # noqa: E402
 
 CACHE = ROOT / ".work" / "index_choice"
 DATA = ROOT.parent / "shared" / "data" / "tongji-dev"
@@ -74,6 +74,8 @@ SPECS: dict[str, tuple[str | None, list[int]]] = {  # factory: (parameter, value
     "HNSW32": ("ef_search", [64, 128]),
     "PCAR128,HNSW32": ("ef_search", [128, 256]),
 }
+#: A spec name ``centred:FACTORY`` trains FACTORY's PCA as FAISS does (mean subtracted).
+CENTRED = "centred:"
 #: Training vectors per IVF list (FAISS warns under 39).
 TRAIN_PER_LIST = 64
 
@@ -128,6 +130,22 @@ def distractors(real: np.ndarray, n: int) -> np.ndarray:
     del out
     path.with_suffix(".tmp.npy").rename(path)
     return np.load(path, mmap_mode="r")
+
+
+def realism(real, synth) -> dict:
+    """Cosines of the real probes: to their own palm's enrolled samples, to the other real
+    palms' (impostors) and to 20,000 distractors."""
+    (ev, _, ep), (pv, _, pp) = gallery_parts(real)
+    real_scores = ev @ pv.T
+    same = ep[:, None] == pp[None, :]
+    genuine, impostor = real_scores[same], real_scores[~same]
+    synthetic = np.asarray(synth[:20_000], np.float32) @ pv.T
+    return {"name": "realism", "genuine_mean": float(genuine.mean()),
+            "genuine_p5": float(np.percentile(genuine, 5)),
+            "impostor_mean": float(impostor.mean()),
+            "impostor_p999": float(np.percentile(impostor, 99.9)),
+            "synthetic_mean": float(synthetic.mean()),
+            "synthetic_p999": float(np.percentile(synthetic, 99.9))}
 
 
 def gallery_chunks(real, synth: np.ndarray, size: int, chunk: int = 50_000):
@@ -185,13 +203,17 @@ def _percentiles(seconds: list[float]) -> dict[str, float]:
 
 def measure(name: str, size: int, real, synth, embedder: PalmEmbedder) -> list[dict]:
     """Build ``SPECS[name]`` at ``size``; one result per swept search parameter value."""
-    factory, (param, values) = name, SPECS[name]
+    centred = name.startswith(CENTRED)
+    factory = name.removeprefix(CENTRED)
+    param, values = SPECS[factory]
     (ev, ec, ep), (pv, pc, pp) = gallery_parts(real)
     rng = np.random.default_rng(7)
     before = rss()
     index = PalmIndex(embedder.dim, embedder.code_bytes, factory, embedder.max_shift,
                       train_size=0)
     start = time.perf_counter()
+    if centred:  # FAISS's own PCA training (mean subtracted), for comparison
+        structure._train_pca_uncentred = lambda index, vectors: None
     if not index.is_trained:
         lists = int(m.group(1)) if (m := re.search(r"IVF(\d+)", factory)) else 512
         n_train = min(size - len(ev), max(TRAIN_PER_LIST * lists, 50_000))
@@ -231,6 +253,7 @@ def measure(name: str, size: int, real, synth, embedder: PalmEmbedder) -> list[d
             full.append(time.perf_counter() - t1)
         results.append({
             "name": name if param is None else f"{name} {param}={value}", "factory": factory,
+            "centred": centred,
             "param": param, "value": value, "size": size, "train_s": train_s,
             "build_s": build_s, "rss_growth": grown, "codes_bytes": memory.codes,
             "faiss_bytes": memory.faiss, "tables_bytes": memory.tables,
@@ -298,8 +321,9 @@ def _row(r: dict) -> str:
              if "genuine_in_shortlist" in r else None)
     resident = (r["faiss_bytes"] + r["codes_bytes"] + r["tables_bytes"]
                 if "codes_bytes" in r else None)
-    ok = (ratio is not None and resident is not None and ratio >= 0.995
-          and r["search_ms"]["p99"] <= 5.0 and resident <= 1e9)
+    fast_and_found = (ratio is not None and ratio >= 0.995 and "search_ms" in r
+                      and r["search_ms"]["p99"] <= 5.0)
+    ok = fast_and_found and resident is not None and resident <= 1e9
     cells = [
         f"`{r['name']}`", "–" if "train_s" not in r else f"{r['train_s']:.0f}",
         "–" if "build_s" not in r else f"{r['build_s']:.0f}", _mb(r.get("faiss_bytes")),
@@ -312,15 +336,17 @@ def _row(r: dict) -> str:
         "–" if "load_s" not in r else f"{r['load_s']:.2f}",
         "–" if "codes_touched" not in r else
         f"{_mb(r['codes_mapped'])} / {_mb(r['codes_touched'])} / {_mb(r.get('loaded_anon'))}",
-        "**yes**" if ok else "no",
+        "**yes**" if ok else "speed, recall" if fast_and_found else "no",
     ]
     return "| " + " | ".join(cells) + " |"
 
 
 def write_report(paths: list[Path]) -> None:
     """docs/index_choice.md from the cached measurements: one table per gallery size."""
-    results = [json.loads(p.read_text()) for p in paths if p.name != "rerank.json"]
+    extra = ("rerank.json", "realism.json")
+    results = [json.loads(p.read_text()) for p in paths if p.name not in extra]
     rerank = next((json.loads(p.read_text()) for p in paths if p.name == "rerank.json"), None)
+    real = next(json.loads(p.read_text()) for p in paths if p.name == "realism.json")
     lines = [
         "# Which FAISS structure for the palm index",
         "",
@@ -329,8 +355,17 @@ def write_report(paths: list[Path]) -> None:
         "",
         "```",
         "nice -n 10 .venv/bin/python scripts/index_choice.py --size 100000 --all",
+        "nice -n 10 .venv/bin/python scripts/index_choice.py --size 100000 --spec "
+        "'centred:PCAR256,Flat' 'centred:PCAR128,Flat'",
         "nice -n 10 .venv/bin/python scripts/index_choice.py --size 1000000 --spec "
-        "flat-reference 'PCAR128,IVF1024,PQ32' ...",
+        "'PCAR128,PQ64x4fs,Refine(PCAR128,SQ8)' 'PCAR192,PQ64x4fs,Refine(PCAR192,SQ8)' "
+        "'PCAR256,PQ64x4fs,Refine(PCAR256,SQ8)'",
+        "nice -n 10 .venv/bin/python scripts/index_choice.py --size 1000000 --spec "
+        "flat-reference 'PCAR128,Flat' 'PCAR256,Flat' 'PCAR128,IVF1024,PQ32' "
+        "'PCAR128,IVF1024,Flat'",
+        "nice -n 10 .venv/bin/python scripts/index_choice.py --size 1000000 --spec "
+        "'PCAR128,HNSW32' 'OPQ32_128,IVF1024,PQ32' 'PCAR256,PQ128x4fs,Refine(PCAR256,SQ8)' "
+        "'centred:PCAR256,Flat'",
         ".venv/bin/python scripts/index_choice.py --rerank",
         ".venv/bin/python scripts/index_choice.py --report",
         "```",
@@ -349,12 +384,14 @@ def write_report(paths: list[Path]) -> None:
         "their pages in the process's RSS (page cache the kernel maps around each touched "
         "page: shared and reclaimable, not the index's own memory), and the anonymous memory "
         "the load and searches added (`RssAnon`). *Meets*: search p99 ≤ 5 ms, ratio ≥ 0.995 "
-        "and index bytes ≤ 1 GB (codes counted whole, as if resident).",
+        "and index bytes ≤ 1 GB (codes counted whole, as if resident); *speed, recall*: the "
+        "first two only.",
         "",
     ]
     for size in sorted({r["size"] for r in results}):
         rows = sorted((r for r in results if r["size"] == size),
-                      key=lambda r: (r.get("factory", ""), r.get("value") or 0))
+                      key=lambda r: (r.get("factory", ""), r.get("centred", False),
+                                     r.get("value") or 0))
         exact_share = next((r["exact_genuine_in_shortlist"] for r in rows), None)
         lines += [
             f"## {size:,} samples",
@@ -388,7 +425,7 @@ def write_report(paths: list[Path]) -> None:
             f"{rerank['blas_17_probes_ms']:.2f} ms.",
             "",
         ]
-    lines += CHOICE
+    lines += [line.format(**real) for line in CHOICE]
     DOC.write_text("\n".join(lines) + "\n")
     print(f"wrote {DOC}")
 
@@ -397,7 +434,46 @@ def write_report(paths: list[Path]) -> None:
 CHOICE: list[str] = [
     "## Choice",
     "",
-    "(to be written from the measurements)",
+    "`PalmIndex` defaults to `PCAR192,PQ64x4fs,Refine(PCAR192,SQ8)` with `k_factor` 16 "
+    "(`Settings.index_factory`, `index_k_factor`): a PCA to 192 dimensions, a 4-bit "
+    "fast-scan product quantizer (32 bytes a sample) scanned over every sample, and its "
+    "16 × 50 best candidates re-scored on 8-bit codes of the same 192 dimensions. At 1 M it "
+    "is the one structure measured that keeps ≥ 0.995 of exact search's genuine palms with "
+    "search p99 under 5 ms; what decided it:",
+    "",
+    "- **The probes are far from their palms.** A genuine second-session vector has a cosine "
+    "of {genuine_mean:.2f} on average to its enrolled samples (5th percentile "
+    "{genuine_p5:.2f}), while one real impostor sample in a thousand reaches "
+    "{impostor_p999:.2f}: a million-sample gallery holds a thousand such. A structure that "
+    "looks only near the probe misses palms: "
+    "IVF recall grows only with the share of lists scanned (PCA-128 IVF1024 at nprobe 128, "
+    "an eighth of the gallery: 0.990 of exact, search p99 10.6 ms), and HNSW's greedy graph "
+    "walk finds far fewer (`PCAR128,HNSW32` at 1 M: 0.55 of exact at efSearch 256). A scan "
+    "of every sample on small codes, with an exact-enough re-score of the best candidates, "
+    "does not have that blind spot.",
+    "- **FAISS's PCA must be trained uncentred.** `PCAMatrix` subtracts the training mean from "
+    "queries and samples, which reorders inner products when vectors share a large mean (palm "
+    "vectors: norm 0.35); trained on the vectors and their negatives it has mean 0 and keeps "
+    "inner products (`palmpay.index.structure.train`). At 1 M, exact search in 256 PCA "
+    "dimensions kept 0.993 of exact search's genuine palms centred (`centred:PCAR256,Flat`) "
+    "and 1.002 uncentred (`PCAR256,Flat`).",
+    "- **192 dimensions, not 128 or 256.** 128 caps at ≈ 0.993 at 1 M whatever the "
+    "quantizer; 256 with the same 32-byte PQ quantizes coarser per dimension and ends lower "
+    "(0.9965), and a 64-byte PQ over 256 dimensions scans twice the bytes (over 5 ms).",
+    "- **Memory.** 237 MB of FAISS data at 1 M plus 768 MB of codes and 61 MB of identity "
+    "tables: 1.07 GB if every code page is resident, *over the 1 GB target by 7 %*. Loaded "
+    "memory-mapped (how a started process reads it) the anonymous memory added is ≈ 90 MB; "
+    "the rest is the file's page cache, which the kernel shares and reclaims.",
+    "- **Below `Settings.index_train_size` samples (50,000) the index searches exactly** (a "
+    "flat buffer), so small galleries and the tests see exact results; at that size it trains "
+    "itself on the enrolled vectors, inside that enrollment (8 s here: the *train s* column, "
+    "50,000 vectors).",
+    "",
+    "The distractors are synthetic: a Gaussian with the mean and covariance of the real "
+    "templates. Against the 3,000 real probes their cosine tail is the real impostors' "
+    "(99.9th percentile {synthetic_p999:.3f} synthetic vs {impostor_p999:.3f} real "
+    "impostors; means {synthetic_mean:.3f} vs {impostor_mean:.3f}). The "
+    "benchmark (docs/benchmarks.md) re-measures the chosen structure on its own gallery.",
 ]
 
 
@@ -428,7 +504,8 @@ def rerank_timing() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=100_000)
-    parser.add_argument("--spec", nargs="*", default=[], choices=[*SPECS, "flat-reference"])
+    parser.add_argument("--spec", nargs="*", default=[],
+                        choices=[*SPECS, *(CENTRED + f for f in SPECS), "flat-reference"])
     parser.add_argument("--all", action="store_true", help="every spec")
     parser.add_argument("--report", action="store_true")
     parser.add_argument("--rerank", action="store_true", help="time the code re-rank")
@@ -447,6 +524,7 @@ def main() -> None:
     real = templates(embedder)
     synth = distractors(real["vectors"], 1_000_000)
     (results := CACHE / "results").mkdir(parents=True, exist_ok=True)
+    (results / "realism.json").write_text(json.dumps(realism(real, synth), indent=1))
     hit = exact(real, synth, args.size)
     print(f"exact genuine-in-shortlist at {args.size:,}: {hit.mean():.4f}", flush=True)
     for name in (list(SPECS) if args.all else args.spec):

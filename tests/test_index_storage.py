@@ -150,7 +150,7 @@ def test_train_explicitly_and_its_errors() -> None:
     assert index.is_trained and len(index) == 90 and index._faiss.ntotal == 90
     with pytest.raises(RuntimeError, match="already trained"):
         index.train()
-    flat = PalmIndex(DIM, CODE_BYTES)
+    flat = PalmIndex(DIM, CODE_BYTES, "Flat")
     flat.train()  # nothing to train: a no-op
     assert flat.is_trained
 

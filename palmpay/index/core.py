@@ -36,10 +36,10 @@ __all__ = ["DEFAULT_FACTORY", "PalmIndex"]
 log = logging.getLogger(__name__)
 
 #: The FAISS structure of a new index (the choice and its measurement: :mod:`palmpay.index`).
-DEFAULT_FACTORY = "Flat"
+DEFAULT_FACTORY = "PCAR192,PQ64x4fs,Refine(PCAR192,SQ8)"
 DEFAULT_NPROBE = 32
 DEFAULT_EF_SEARCH = 128
-DEFAULT_K_FACTOR = 4
+DEFAULT_K_FACTOR = 16
 DEFAULT_TRAIN_SIZE = 50_000
 DEFAULT_COMPACT_SHARE = 0.25
 
