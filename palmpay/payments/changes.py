@@ -87,21 +87,30 @@ class Change:
     created_at: datetime
 
 
+_RECORD_PG = text(
+    "WITH lock AS (SELECT pg_advisory_xact_lock(:key)), "
+    "ins AS (INSERT INTO palm_changes (customer_id, kind, created_at) "
+    "SELECT :customer_id, :kind, :created_at FROM lock RETURNING seq) "
+    "SELECT seq, pg_notify(:channel, seq::text) FROM ins")
+
+
 def record_change(session: Session, customer_id: str, kind: ChangeKind) -> int:
     """Append a change in ``session``'s transaction (call it last, just before the commit);
     returns its seq. On PostgreSQL: takes :data:`CHANGE_LOCK` first and notifies
     :data:`CHANNEL` (delivered on commit)."""
-    postgres = session.get_bind().dialect.name == "postgresql"
-    if postgres:
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHANGE_LOCK})
-    row = PalmChange(customer_id=customer_id, kind=str(kind), created_at=utcnow())
-    session.add(row)
-    session.flush()
-    if postgres:
-        session.execute(text("SELECT pg_notify(:channel, :payload)"),
-                        {"channel": CHANNEL, "payload": str(row.seq)})
-    log.debug("palm change %d: %s %s", row.seq, kind, customer_id)
-    return row.seq
+    if session.get_bind().dialect.name == "postgresql":
+        # One round trip: the lock (the CTE the insert reads its row from, so it is held
+        # before nextval draws the seq), the insert and the notification.
+        seq = int(session.execute(_RECORD_PG, {
+            "key": CHANGE_LOCK, "customer_id": customer_id, "kind": str(kind),
+            "created_at": utcnow(), "channel": CHANNEL}).scalar_one())
+    else:
+        row = PalmChange(customer_id=customer_id, kind=str(kind), created_at=utcnow())
+        session.add(row)
+        session.flush()
+        seq = row.seq
+    log.debug("palm change %d: %s %s", seq, kind, customer_id)
+    return seq
 
 
 def head(session: Session) -> int:
