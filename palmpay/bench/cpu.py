@@ -30,7 +30,7 @@ def cpu_split(settings: Any, customers: int, requests: int) -> CpuSplit:
     from palmpay.api.palms import PalmDirectory
     from palmpay.bench.durable import card
     from palmpay.bench.harness import set_threads
-    from palmpay.bench.http import hand_frames
+    from palmpay.bench.http import hand_frames, presentation
     from palmpay.payments.service import build_service
     from palmpay.recognizer import Recognizer
 
@@ -50,7 +50,7 @@ def cpu_split(settings: Any, customers: int, requests: int) -> CpuSplit:
         view = service.create_customer(f"Customer {i}", card(20_000 + i), templates, True)
         directory.add(view.id, templates)
         ids.append(view.id)
-    payments = [hand_frames(500 + i % customers, 4, 1000 + i) for i in range(requests)]
+    payments = [presentation(500 + i % customers, 4, 1000 + i) for i in range(requests)]
     liveness = settings.liveness != "off"
 
     def pay(frames: list[bytes]) -> str | None:

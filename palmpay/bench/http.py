@@ -6,7 +6,8 @@ the unrecognised-palm lock-out, the simulated card limit — set out of the way,
 terminal sends every request), enrolls synthetic customers over HTTP (4 photos each) and then,
 from this process:
 
-- **pay**: ``POST /v1/payments`` with 4 JPEG frames (640×480) of an enrolled palm, at each
+- **pay**: ``POST /v1/payments`` with 4 JPEG frames (640×480) of an enrolled palm held over
+  the camera (:func:`presentation`), at each
   concurrency level, bounded by a request count and a time limit; the server's CPU seconds
   (``/proc``, the server and its children) over the level, per request;
 - **capture** and **refund**: ``POST /v1/payments/{id}/capture`` and ``POST /v1/refunds`` of
@@ -37,7 +38,7 @@ import numpy as np
 from palmpay.bench.harness import REPO, Timing, process_cpu_s
 from palmpay.bench.results import HttpRow
 
-__all__ = ["HttpPlan", "http_rows"]
+__all__ = ["HttpPlan", "hand_frames", "http_rows", "presentation"]
 
 #: Environment that takes the abuse controls out of a one-terminal benchmark's way.
 BENCH_ENV = {"PALMPAY_RATE_LIMIT_REQUESTS": "100000000/minute",
@@ -120,6 +121,17 @@ def hand_frames(seed: int, n: int, pose_seed: int) -> list[bytes]:
             for _ in range(n)]
 
 
+def presentation(seed: int, n: int, pose_seed: int) -> list[bytes]:
+    """``n`` 640×480 JPEG frames of synthetic hand ``seed`` held over the camera: one pose with
+    a tremor (:func:`palmpay.synth.presentation_frames`, hold phase), as the frames of one
+    checkout are (the pay route tracks the hand across them)."""
+    from palmpay import synth
+
+    frames = synth.presentation_frames(synth.HandIdentity.from_seed(seed), n, seed=pose_seed,
+                                       enter_fraction=0.0, leave_fraction=0.0)
+    return [_jpeg(frame) for frame in frames]
+
+
 Request = tuple[str, str, dict[str, Any], int]  # method, path, httpx kwargs, expected status
 
 
@@ -192,7 +204,7 @@ def http_rows(database: str, settings: Any, plan: HttpPlan, log_path: Path) -> l
         _, kiosk = create_api_key(service.db, "bench kiosk", "kiosk")
         terminal_view, terminal = create_api_key(service.db, "bench terminal", "terminal")
         customers = _enroll(base, kiosk, plan.customers)
-        frames = [hand_frames(500 + i, 4, 1000 + i) for i in range(plan.customers)]
+        frames = [presentation(500 + i, 4, 1000 + i) for i in range(plan.customers)]
         auth = {"Authorization": f"Bearer {terminal}"}
 
         def pay(i: int) -> Request:
