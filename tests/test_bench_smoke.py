@@ -28,7 +28,15 @@ from palmpay.bench.distractors import (
 from palmpay.bench.gallery import TemplateSet
 from palmpay.bench.galleryfile import build_gallery
 from palmpay.bench.harness import Timing
-from palmpay.bench.results import BenchResults, EnrollRow, HttpRow, SearchRow, from_json, to_json
+from palmpay.bench.results import (
+    BenchResults,
+    EnrollRow,
+    HttpRow,
+    LoadRow,
+    SearchRow,
+    from_json,
+    to_json,
+)
 from palmpay.bench.search import BASELINE
 from palmpay.bench.targets import targets
 from tests.conftest import REPO, shared_dataset
@@ -156,6 +164,18 @@ def test_targets_read_the_default_structure_against_exact_search() -> None:
     assert by_goal["genuine in shortlist"].met is True  # 99.6 % of exact search's
     assert by_goal["resident index"].met is False  # 2 GB
     assert by_goal["capture on PostgreSQL"].met is None  # not measured
+
+
+def test_targets_count_the_loaded_index_apart_from_the_built_one() -> None:
+    def loaded(rss: int) -> LoadRow:
+        return LoadRow(1_000_000, 1.0, 10, 0.2, True, rss, 1.0, Timing([1.0]))
+
+    for rss, met in ((600_000_000, True), (1_200_000_000, False)):
+        results = _results(searches=[_search("IDMap2,Flat", 4.0, 0.996, 2_000_000_000)],
+                           loads=[loaded(rss)])
+        rows = [t for t in targets(results) if t.what.startswith("resident index")]
+        assert [t.met for t in rows] == [False, met]
+        assert "loaded and searched" in rows[1].what and "(mmap)" in rows[1].measured
 
 
 def _fit_set(palms: int, per: int, dim: int, rng: np.random.Generator) -> TemplateSet:

@@ -60,7 +60,7 @@ def targets(results: BenchResults) -> list[Target]:
                               f"{ratio:.2%} ({row.genuine_in_shortlist:.2%} vs "
                               f"{base.genuine_in_shortlist:.2%})", ratio >= 0.995))
         resident = max(row.rss_delta, row.nbytes or 0)
-        out.append(Target(f"resident index{at}", "≤ 1 GB",
+        out.append(Target(f"resident index{at}, as built", "≤ 1 GB",
                           f"{row.rss_delta / 1e9:.2f} GB RSS"
                           + (f", nbytes {row.nbytes / 1e9:.2f} GB" if row.nbytes else ""),
                           resident <= 1e9))
@@ -72,6 +72,11 @@ def targets(results: BenchResults) -> list[Target]:
         out.append(Target(f"start-up: load the saved index of {load.samples:,}", "≤ 30 s",
                           f"{load.load_s:.1f} s" + (" (mmap)" if load.mmap else ""),
                           load.load_s <= 30))
+        # What a started process holds: the saved index loaded (memory-mapped where it can
+        # be) and searched, so the code pages the searches touched are counted too.
+        out.append(Target(f"resident index of {load.samples:,}, loaded and searched",
+                          "≤ 1 GB", f"{load.rss_delta / 1e9:.2f} GB RSS added"
+                          + (" (mmap)" if load.mmap else ""), load.rss_delta <= 1e9))
     for cpu in results.cpu:
         out.append(Target(f"CPU per pay request of {cpu.frames} frames (in-process)",
                           "≤ 60 ms", f"{cpu.total_ms:.0f} ms", cpu.total_ms <= 60))
