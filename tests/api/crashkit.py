@@ -35,7 +35,8 @@ from palmpay.db import Database
 from palmpay.payments import ledger
 from palmpay.payments.models import Customer, Payment
 
-__all__ = ["CrashBench", "SaleResult", "PAYMENT_POINTS", "ENROLL_POINT", "luhn_card"]
+__all__ = ["CrashBench", "SaleResult", "PAYMENT_POINTS", "ENROLL_POINT", "free_port", "luhn_card",
+           "stop_process"]
 
 PAYMENT_POINTS = ("payment.after_intent", "payment.after_acquirer", "payment.after_commit",
                   "idempotency.after_store")
@@ -73,10 +74,21 @@ def luhn_card(n: int) -> str:
     return body + str((10 - total % 10) % 10)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback TCP port free right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (uvicorn's graceful shutdown), then SIGKILL after 30 s; reaped either way."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 class CrashBench:
@@ -100,7 +112,7 @@ class CrashBench:
 
     def start(self, fault: str | None = None) -> None:
         assert self.proc is None, "a server is running"
-        port = _free_port()
+        port = free_port()
         env = {**os.environ, "PALMPAY_DATABASE_URL": self.database_url,
                "PALMPAY_DATA_DIR": str(self.workdir / "data"), "PALMPAY_DEV_MODE": "true",
                "PALMPAY_SIM_ACQUIRER_JOURNAL": str(self.journal),
@@ -147,12 +159,7 @@ class CrashBench:
     def stop(self) -> None:
         if self.proc is None:
             return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     # -- requests -----------------------------------------------------------------------------

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -36,6 +34,7 @@ from palmpay.db import Database
 from palmpay.payments.admin import gallery_size
 from palmpay.payments.models import ServiceInstance
 from tests.api.conftest import CARDS, Hand
+from tests.api.crashkit import free_port, stop_process
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +44,6 @@ START_S = 120.0
 CONVERGE_S = 30.0
 _TIMEOUT_S = 120.0
 _SERVE = "import sys; from palmpay.cli import main; sys.exit(main(sys.argv[1:]))"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class ApiProcess:
@@ -73,7 +66,7 @@ class ApiProcess:
 
     def start(self) -> None:
         assert self.proc is None
-        port = _free_port()
+        port = free_port()
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", _SERVE, "serve", "--host", "127.0.0.1", "--port",
@@ -96,12 +89,7 @@ class ApiProcess:
     def stop(self) -> None:
         if self.proc is None:
             return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
 
