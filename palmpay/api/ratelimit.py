@@ -26,7 +26,7 @@ valid key included: guessing gets no answer at all. The address is the peer of t
 connection (behind a reverse proxy run uvicorn with ``--proxy-headers`` and
 ``--forwarded-allow-ips`` so that it is the client's).
 
-Each counted hit is one short write transaction (an upsert of one row under a row lock).
+Each counted hit is one short write transaction: one `INSERT … ON CONFLICT DO UPDATE` statement.
 :func:`purge_counters` deletes expired rows (run by the webhook dispatcher's maintenance).
 """
 
@@ -41,8 +41,10 @@ from typing import Any, cast
 from limits import RateLimitItem, parse
 from limits.storage import Storage
 from limits.strategies import FixedWindowRateLimiter
-from sqlalchemy import CursorResult, delete, select, text
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy import CursorResult, case, delete, literal, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
 
 from palmpay.api.models import RateLimitCounter
 from palmpay.config import Settings
@@ -57,7 +59,6 @@ log = logging.getLogger(__name__)
 #: How long the number of back-offs of one address is remembered (each doubles the next).
 STRIKE_MEMORY_S = 24 * 3600.0
 _MAX_KEY = 200  # rate_limit_counters.key width
-_RETRIES = 3
 
 
 def rate_limited(wait: int, what: str) -> PaymentError:
@@ -89,26 +90,23 @@ class SqlStorage(Storage):
 
     def incr(self, key: str, expiry: float, amount: int = 1) -> int:
         """Add ``amount`` to the key's count (a new window of ``expiry`` seconds when none is
-        running); returns the new count."""
-        key = self._key(key)
-        for attempt in range(_RETRIES):
-            now = self.clock()
-            try:
-                with self.db.session() as s:
-                    row = s.get(RateLimitCounter, key, with_for_update=True)
-                    if row is None:
-                        row = RateLimitCounter(key=key, count=0, expires_at=now)
-                        s.add(row)
-                    if row.expires_at <= now:
-                        row.count = 0
-                        row.expires_at = now + timedelta(seconds=expiry)
-                    row.count += amount
-                    count = row.count
-                return count
-            except IntegrityError:  # another process created the row first: count again
-                if attempt == _RETRIES - 1:
-                    raise
-        raise AssertionError("unreachable")
+        running); returns the new count. One upsert statement (``INSERT … ON CONFLICT DO
+        UPDATE … RETURNING``, SQLite ≥ 3.35 and PostgreSQL): every request counts here, so
+        no read-then-write and no retry when two processes create the row at once."""
+        now = self.clock()
+        expires = RateLimitCounter.expires_at
+        fresh = literal(now + timedelta(seconds=expiry), expires.type)
+        insert = pg_insert if self.db.backend == "postgresql" else sqlite_insert
+        expired = expires <= now
+        upsert = insert(RateLimitCounter).values(key=self._key(key), count=amount,
+                                                 expires_at=fresh)
+        stmt = upsert.on_conflict_do_update(
+            index_elements=[RateLimitCounter.key],
+            set_={"count": case((expired, literal(amount)), else_=RateLimitCounter.count + amount),
+                  "expires_at": case((expired, fresh), else_=expires)},
+        ).returning(RateLimitCounter.count)
+        with self.db.session() as s:
+            return int(s.execute(stmt).scalar_one())
 
     def _row(self, key: str) -> RateLimitCounter | None:
         with self.db.session(readonly=True) as s:
