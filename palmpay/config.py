@@ -54,12 +54,9 @@ class Settings(BaseSettings):
     # Palm index (palmpay/index/; the structure choice: docs/index_choice.md).
     index_factory: str = Field(
         "PCAR192,PQ64x4fs,Refine(PCAR192,SQ8)",
-        description="FAISS factory string of the palm index's vector structure (Flat, "
-        "IVF1024,Flat, PCAR128,IVF1024,PQ32, HNSW32, …). The default, chosen by measurement "
-        "(docs/index_choice.md): PCA to 192 dims, a 4-bit fast-scan PQ over every sample, "
-        "its candidates re-scored on 8-bit codes of the same 192 dims. One that needs "
-        "training searches exactly until index_train_size samples are enrolled, then trains "
-        "on them.",
+        description="FAISS factory string of the palm index (Flat, IVF1024,Flat, HNSW32, "
+        "…); the default is chosen by measurement (docs/index_choice.md). One that needs "
+        "training searches exactly until index_train_size samples, then trains on them.",
     )
     index_nprobe: int = Field(32, ge=1, description="IVF structures: inverted lists searched "
                               "per query (more: slower, better recall).")
